@@ -1,0 +1,58 @@
+# Two commands on a fresh machine:
+#   make demo   installs everything, then runs the plot bot end to end on the embedded
+#               default (kfp.local, local storage, tiny models, sample data it generates)
+#               and shows the tweet it would post.
+#   make test   installs everything (system tools too), then runs the whole test suite.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO   ?= .demo
+SYSTEM_TOOLS := ffmpeg prometheus prometheus-pushgateway
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: demo test install system-deps compile k8s bench clean
+
+$(BIN)/reelworks: pyproject.toml setup.py constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, from the constraint: nothing else may pull a second (CUDA) build.
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e ".[all,test]"
+	touch $@
+
+install: $(BIN)/reelworks
+
+system-deps:
+	@missing=""; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+demo: install system-deps
+	$(BIN)/reelworks run plotbot --local --pipeline-root $(DEMO)/pipeline-root --param workdir=$(DEMO)/plotbot
+	$(BIN)/reelworks tweeter publish --queue $(DEMO)/plotbot/queue.jsonl --dry-run
+	$(BIN)/reelworks tweeter status --queue $(DEMO)/plotbot/queue.jsonl
+
+test: install system-deps
+	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
+
+compile: install
+	@for p in $$($(BIN)/python -c "from reelworks import kubeflow; print(' '.join(kubeflow.pipelines()))"); do \
+	  $(BIN)/reelworks compile $$p -o build/pipelines/$$p.yaml; done
+
+k8s: install
+	$(BIN)/python helm/render_k8s.py
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(DEMO) build .pytest_cache

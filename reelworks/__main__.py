@@ -1,0 +1,3 @@
+from reelworks.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""The `reelworks` command line: pipelines (list, run, compile, submit) and one command per
+step (`reelworks plots prep ...`), the same functions the Kubeflow components call.
+
+Errors the user can fix print one `error: ...` line on stderr and exit non-zero.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import List, Optional
+
+import typer
+
+from reelworks.errors import ReelworksError
+
+app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+pipelines_app = typer.Typer(help="Pipelines this install knows.", no_args_is_help=True)
+app.add_typer(pipelines_app, name="pipelines")
+
+# One sub-command group per workflow, each defined in reelworks/<workflow>/cli.py.
+WORKFLOWS = ("plots", "tweeter", "films", "posters")
+for _workflow in WORKFLOWS:
+    _module = importlib.import_module(f"reelworks.{_workflow}.cli")
+    app.add_typer(_module.app, name=_workflow)
+
+ParamOption = typer.Option(None, "--param", "-p", help="Pipeline parameter as key=value (repeatable).")
+
+
+@pipelines_app.command("list")
+def pipelines_list() -> None:
+    """List the pipelines with their parameters."""
+    from reelworks import kubeflow
+
+    for name, entry in kubeflow.pipelines().items():
+        typer.echo(f"{name:<12} {entry.description}")
+        typer.echo(f"{'':<12} parameters: {', '.join(entry.input_types())}")
+
+
+@app.command()
+def run(pipeline: str = typer.Argument(..., help="Pipeline name (see `reelworks pipelines list`)."),
+        param: Optional[List[str]] = ParamOption,
+        local: bool = typer.Option(True, "--local/--no-local",
+                                   help="Run in-process with kfp.local (the default; no cluster, no Docker)."),
+        pipeline_root: Optional[str] = typer.Option(None, help="Where artifacts go: a local folder or s3:// URI."),
+        host: Optional[str] = typer.Option(None, help="With --no-local: the Kubeflow Pipelines endpoint; waits for the run.")) -> None:
+    """Run a whole pipeline, locally by default."""
+    from reelworks import kubeflow
+
+    entry = kubeflow.get_pipeline(pipeline)
+    arguments = kubeflow.parse_params(entry, param or [])
+    if local:
+        root = kubeflow.run_local(pipeline, arguments, pipeline_root)
+        typer.echo(f"pipeline {pipeline} finished; artifacts under {pipeline_root or root}")
+        return
+    if not host:
+        raise ReelworksError("--no-local needs --host URL (the Kubeflow Pipelines endpoint)")
+    run_id = kubeflow.submit(pipeline, host, arguments, pipeline_root=pipeline_root, wait=True)
+    typer.echo(f"run {run_id} finished")
+
+
+@app.command("compile")
+def compile_(pipeline: str = typer.Argument(..., help="Pipeline name."),
+             output: str = typer.Option(..., "--output", "-o", help="Where to write the KFP IR YAML.")) -> None:
+    """Compile a pipeline to KFP IR YAML (with its GPU, node and secret settings)."""
+    from reelworks import kubeflow
+
+    path = kubeflow.compile_pipeline(pipeline, output)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def submit(pipeline: str = typer.Argument(..., help="Pipeline name."),
+           host: str = typer.Option(..., help="Kubeflow Pipelines endpoint, e.g. http://ml-pipeline-ui.kubeflow"),
+           experiment: Optional[str] = typer.Option(None, help="Experiment name (default: the pipeline's)."),
+           param: Optional[List[str]] = ParamOption,
+           pipeline_root: Optional[str] = typer.Option(None, help="s3:// root for artifacts (default: $REELWORKS_PIPELINE_ROOT or s3://$REELWORKS_S3_BUCKET/pipeline-root)."),
+           namespace: Optional[str] = typer.Option(None, help="Kubeflow profile namespace."),
+           wait: bool = typer.Option(False, help="Wait for the run to finish.")) -> None:
+    """Submit a pipeline run to Kubeflow Pipelines."""
+    from reelworks import kubeflow
+
+    entry = kubeflow.get_pipeline(pipeline)
+    arguments = kubeflow.parse_params(entry, param or [])
+    run_id = kubeflow.submit(pipeline, host, arguments, experiment=experiment, pipeline_root=pipeline_root,
+                             wait=wait, namespace=namespace)
+    typer.echo(f"submitted run {run_id}")
+
+
+@app.callback()
+def _setup(log_level: str = typer.Option("INFO", envvar="REELWORKS_LOG_LEVEL", help="Log level.")) -> None:
+    from reelworks.progress import setup_logging
+
+    setup_logging(log_level)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except ReelworksError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

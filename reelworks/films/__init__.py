@@ -1,0 +1,1 @@
+"""Moviegoer: read films into structured data (frames, shots, MCUs, dialogue scenes)."""

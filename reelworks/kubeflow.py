@@ -1,0 +1,234 @@
+"""Kubeflow Pipelines glue: the component decorator, cluster settings, and the runner.
+
+Components (`components/*.py`) are lightweight KFP components that import reelworks and
+call one library function. `component("torch")` gives them the right image from one
+setting; `on_gpu`, `with_s3` and `with_secret_env` add the Kubernetes settings that the
+compiled pipeline carries (kfp-kubernetes). Pipelines (`pipelines/*.py`) are found by
+module name: each defines `pipeline` (a `@dsl.pipeline`) and may define
+`LOCAL_ARGUMENTS`, the arguments for the embedded run on sample data.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from reelworks import settings
+from reelworks.errors import NotFoundError, ReelworksError
+
+# Kubernetes objects the Helm chart creates and pipeline steps read (names are settings so a
+# second release in one namespace can point its pipelines at its own).
+S3_SECRET = os.environ.get("REELWORKS_K8S_S3_SECRET", "reelworks-s3")
+CONFIG_MAP = os.environ.get("REELWORKS_K8S_CONFIGMAP", "reelworks-config")
+GPU_ACCELERATOR = os.environ.get("REELWORKS_GPU_ACCELERATOR", "nvidia.com/gpu")
+# Label that NVIDIA's GPU feature discovery puts on GPU nodes.
+GPU_NODE_SELECTOR = os.environ.get("REELWORKS_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true")
+
+
+def component(flavour: str = "cpu", **kwargs) -> Callable:
+    """`@dsl.component` running in the reelworks image of `flavour` (cpu, torch, tf).
+
+    The image already holds reelworks and kfp, so nothing is pip-installed at run time
+    (which is also what lets `kfp.local` run offline).
+    """
+    from kfp import dsl
+
+    return dsl.component(base_image=settings.image(flavour), install_kfp_package=False, **kwargs)
+
+
+def with_s3(task):
+    """S3 credentials from the chart's Secret, endpoint and Pushgateway from its ConfigMap."""
+    from kfp import kubernetes
+
+    kubernetes.use_secret_as_env(task, S3_SECRET, {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+                                                   "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
+    kubernetes.use_config_map_as_env(task, CONFIG_MAP, {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
+                                                        "AWS_REGION": "AWS_REGION",
+                                                        "REELWORKS_PUSHGATEWAY_URL": "REELWORKS_PUSHGATEWAY_URL"},
+                                     optional=True)
+    return task
+
+
+def with_secret_env(task, secret: str, keys_to_env: dict[str, str]):
+    from kfp import kubernetes
+
+    kubernetes.use_secret_as_env(task, secret, keys_to_env)
+    return task
+
+
+def on_gpu(task, count: int = 1, accelerator: str | None = None):
+    """Ask for `count` GPUs and land on a GPU node (tolerating the usual GPU taint)."""
+    from kfp import kubernetes
+
+    task.set_accelerator_type(accelerator or GPU_ACCELERATOR)
+    task.set_accelerator_limit(count)
+    key, _, value = GPU_NODE_SELECTOR.partition("=")
+    kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+    return task
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class PipelineEntry:
+    name: str
+    module: ModuleType
+
+    @property
+    def pipeline(self):
+        return self.module.pipeline
+
+    @property
+    def description(self) -> str:
+        doc = (self.module.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    @property
+    def local_arguments(self) -> dict[str, Any]:
+        local = getattr(self.module, "LOCAL_ARGUMENTS", {})
+        return dict(local() if callable(local) else local)
+
+    def input_types(self) -> dict[str, str]:
+        """Pipeline parameter name -> KFP type name (STRING, NUMBER_INTEGER, ...)."""
+        spec = self.pipeline.pipeline_spec.root.input_definitions.parameters
+        from kfp.pipeline_spec import pipeline_spec_pb2
+
+        names = pipeline_spec_pb2.ParameterType.ParameterTypeEnum
+        return {name: names.Name(p.parameter_type) for name, p in spec.items()}
+
+
+def pipelines() -> dict[str, PipelineEntry]:
+    """Every pipeline module under `reelworks.pipelines`, by name."""
+    import reelworks.pipelines as package
+
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        if hasattr(module, "pipeline"):
+            found[info.name] = PipelineEntry(info.name, module)
+    return dict(sorted(found.items()))
+
+
+def get_pipeline(name: str) -> PipelineEntry:
+    found = pipelines()
+    if name not in found:
+        raise NotFoundError(f"unknown pipeline {name!r}; known: {', '.join(found) or 'none'}")
+    return found[name]
+
+
+def parse_params(entry: PipelineEntry, params: list[str]) -> dict[str, Any]:
+    """`["epochs=3", "input=s3://b/k"]` -> typed arguments, checked against the pipeline."""
+    types = entry.input_types()
+    out: dict[str, Any] = {}
+    for item in params:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ReelworksError(f"malformed --param {item!r}: expected key=value")
+        if key not in types:
+            raise ReelworksError(f"pipeline {entry.name!r} has no parameter {key!r}; "
+                                 f"parameters: {', '.join(sorted(types))}")
+        out[key] = _convert(key, raw, types[key])
+    return out
+
+
+def _convert(key: str, raw: str, kind: str) -> Any:
+    try:
+        if kind == "NUMBER_INTEGER":
+            return int(raw)
+        if kind == "NUMBER_DOUBLE":
+            return float(raw)
+        if kind == "BOOLEAN":
+            lowered = raw.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("true", "1", "yes")
+        if kind in ("LIST", "STRUCT"):
+            import json
+
+            return json.loads(raw)
+    except ValueError:
+        raise ReelworksError(f"--param {key}={raw!r}: expected {kind.lower().replace('number_', '')}") from None
+    return raw
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | None = None) -> Path:
+    """Run a whole pipeline in this process tree with `kfp.local` (no cluster, no Docker).
+
+    Each step is a subprocess of this Python; `pipeline_root` (local, or s3:// which is
+    filled from a local root when the run ends) keeps every artifact. Returns the local root.
+    """
+    import kfp.local
+
+    from reelworks import storage
+
+    entry = get_pipeline(name)
+    args = {**entry.local_arguments, **arguments}
+    remote_root = pipeline_root if pipeline_root and storage.is_s3(pipeline_root) else None
+    local_root = Path(pipeline_root if pipeline_root and not remote_root else settings.cache_dir() / "local_runs")
+    local_root.mkdir(parents=True, exist_ok=True)
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(local_root),
+                   raise_on_error=True)
+    with warnings.catch_warnings():
+        # The reelworks image is a Python image; kfp only guesses from the name.
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        try:
+            entry.pipeline(**args)
+        except RuntimeError as exc:
+            raise ReelworksError(f"pipeline {name!r} failed: {str(exc).splitlines()[0]}") from None
+    if remote_root:
+        storage.sync_up(local_root, remote_root)
+    return local_root
+
+
+def compile_pipeline(name: str, output: str | Path) -> Path:
+    from kfp import compiler
+
+    entry = get_pipeline(name)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(entry.pipeline, str(output))
+    return output
+
+
+def default_pipeline_root() -> str | None:
+    root = os.environ.get("REELWORKS_PIPELINE_ROOT")
+    if root:
+        return root
+    bucket = os.environ.get("REELWORKS_S3_BUCKET")
+    return f"s3://{bucket}/pipeline-root" if bucket else None
+
+
+def submit(name: str, host: str, arguments: dict[str, Any], experiment: str | None = None,
+           pipeline_root: str | None = None, wait: bool = False, namespace: str | None = None) -> str:
+    """Submit to a Kubeflow Pipelines endpoint; returns the run id."""
+    import kfp
+
+    entry = get_pipeline(name)
+    root = pipeline_root or default_pipeline_root()
+    if root is None:
+        raise ReelworksError("no pipeline root: pass --pipeline-root s3://bucket/prefix or set REELWORKS_S3_BUCKET")
+    try:
+        client = kfp.Client(host=host, namespace=namespace)
+        run = client.create_run_from_pipeline_func(entry.pipeline, arguments=arguments,
+                                                   experiment_name=experiment or name, pipeline_root=root)
+        if wait:
+            client.wait_for_run_completion(run.run_id, timeout=24 * 3600)
+    except ReelworksError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ReelworksError(f"could not submit {name!r} to {host}: {first}") from None
+    return run.run_id

@@ -1,0 +1,1 @@
+"""Plot bot: learn to write movie plots, generate and curate them for the tweeter."""

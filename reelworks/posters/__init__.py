@@ -1,0 +1,1 @@
+"""Posters: genre classification from posters and genre-conditioned poster generation."""

@@ -1,0 +1,27 @@
+"""Logging and progress bars that read well in a terminal and in pod logs."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Iterable, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+
+
+def setup_logging(level: str | None = None) -> None:
+    level = level or os.environ.get("REELWORKS_LOG_LEVEL", "INFO")
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # Chatty third-party loggers hide the job's own lines.
+    for name in ("botocore", "boto3", "s3transfer", "urllib3", "kfp", "absl", "h5py", "PIL", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def track(iterable: Iterable[T], description: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
+    """A progress bar for long loops; in pod logs (no TTY) it prints a line every 30 s."""
+    interactive = sys.stderr.isatty()
+    return tqdm(iterable, desc=description, total=total, unit=unit, dynamic_ncols=True,
+                mininterval=0.5 if interactive else 30, disable=os.environ.get("REELWORKS_PROGRESS") == "0")

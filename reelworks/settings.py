@@ -1,0 +1,51 @@
+"""Settings read from the environment, in one place.
+
+Every name here is documented in the README and set by the Helm chart on the cluster.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reelworks import __version__
+
+IMAGE_FLAVOURS = ("cpu", "torch", "tf")
+
+
+def image(flavour: str) -> str:
+    """The container image a component runs in: `{registry}/reelworks-{flavour}:{tag}`.
+
+    Components name their image only through this function, so one setting
+    (REELWORKS_IMAGE_REGISTRY / REELWORKS_IMAGE_TAG at compile time) moves them all.
+    """
+    if flavour not in IMAGE_FLAVOURS:
+        raise ValueError(f"unknown image flavour {flavour!r}; expected one of {IMAGE_FLAVOURS}")
+    registry = os.environ.get("REELWORKS_IMAGE_REGISTRY", "ghcr.io/reelworks").rstrip("/")
+    tag = os.environ.get("REELWORKS_IMAGE_TAG", __version__)
+    return f"{registry}/reelworks-{flavour}:{tag}"
+
+
+def pushgateway_url() -> str | None:
+    return os.environ.get("REELWORKS_PUSHGATEWAY_URL") or None
+
+
+def cache_dir() -> Path:
+    """Local cache for synced S3 prefixes (models, datasets)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reelworks"
+    path = Path(os.environ.get("REELWORKS_CACHE_DIR", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def shared_data_dir() -> Path:
+    """Real public data for tests, benchmarks and demos (never copied into the repo)."""
+    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    return Path(os.environ.get("REELWORKS_SHARED_DATA", default))
+
+
+def run_id() -> str:
+    """The id that groups one run's metrics and outputs: the KFP run id when there is one."""
+    for name in ("REELWORKS_RUN_ID", "KFP_RUN_ID", "HOSTNAME"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return f"local-{os.getpid()}"

@@ -1,0 +1,486 @@
+"""Every input and output is a URI: a local path, `file:///path`, or `s3://bucket/key`.
+
+One small module over boto3 so that every job reads and writes the same way on a laptop,
+in `kfp.local` and on the cluster. S3 endpoint and credentials come from the standard AWS
+environment (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+`AWS_REGION`), so AWS, MinIO and any S3-compatible store work unchanged.
+
+Guarantees:
+- Writes are atomic: a reader sees the old object, the new one, or none; never half of one
+  (S3 objects appear whole on PUT/complete; local files are renamed into place).
+- `create_if_absent` is a real compare-and-set (S3 `If-None-Match: *`, a hard link locally),
+  for ledgers and locks.
+- Keys are relative: `..` or an absolute part is refused, so no key escapes its root.
+- Problems the user can fix (missing object, no credentials, unreachable endpoint) raise
+  `ReelworksError` with one clear line.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+from urllib.parse import urlparse
+
+from reelworks.errors import NotFoundError, ReelworksError
+from reelworks.settings import cache_dir
+
+# Multipart kicks in above 64 MiB, 16 MiB parts, 8 parts in flight: large model
+# checkpoints and films upload at link speed, small objects stay single PUTs.
+MULTIPART_THRESHOLD = int(os.environ.get("REELWORKS_MULTIPART_THRESHOLD", 64 * 2**20))
+MULTIPART_CHUNKSIZE = int(os.environ.get("REELWORKS_MULTIPART_CHUNKSIZE", 16 * 2**20))
+MAX_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class Location:
+    """A parsed URI: `s3` with bucket and key, or `file` with a local path in `key`."""
+
+    scheme: str
+    bucket: str
+    key: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.scheme == "s3"
+
+    @property
+    def path(self) -> Path:
+        if self.is_s3:
+            raise ValueError(f"{self} is not a local path")
+        return Path(self.key)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}" if self.is_s3 else self.key
+
+
+def parse(uri: str | os.PathLike) -> Location:
+    uri = os.fspath(uri)
+    if not uri:
+        raise ReelworksError("empty URI: expected a local path, file:///path or s3://bucket/key")
+    if uri.startswith("s3://"):
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise ReelworksError(f"malformed S3 URI {uri!r}: expected s3://bucket/key")
+        key = parsed.path.lstrip("/")
+        _check_relative(key, uri)
+        return Location("s3", parsed.netloc, key)
+    if uri.startswith("file://"):
+        return Location("file", "", urlparse(uri).path)
+    if "://" in uri:
+        raise ReelworksError(f"unsupported URI scheme in {uri!r}: use a local path, file:// or s3://")
+    return Location("file", "", uri)
+
+
+def is_s3(uri: str) -> bool:
+    return os.fspath(uri).startswith("s3://")
+
+
+def _check_relative(key: str, context: str) -> None:
+    parts = PurePosixPath(key).parts
+    if ".." in parts:
+        raise ReelworksError(f"refusing key {context!r}: '..' would escape its root")
+
+
+def safe_key(key: str) -> str:
+    """A relative key, checked: no absolute path, no '..', no empty name."""
+    if not key or key.startswith("/") or (len(key) > 1 and key[1] == ":"):
+        raise ReelworksError(f"refusing key {key!r}: keys must be relative")
+    _check_relative(key, key)
+    return key
+
+
+def join(base: str, *parts: str) -> str:
+    """`base` + relative parts, refusing any part that would escape `base`."""
+    out = os.fspath(base).rstrip("/")
+    for part in parts:
+        out = f"{out}/{safe_key(str(part).rstrip('/'))}"
+    return out
+
+
+# --------------------------------------------------------------------------- S3 client
+
+
+@functools.lru_cache(maxsize=None)
+def _client_for_thread(_thread: int):
+    import boto3
+    from botocore.config import Config
+
+    # A fresh session reads AWS_ENDPOINT_URL, AWS_REGION and the credentials from the
+    # environment as it is now (boto3's default session would keep the first ones forever).
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+    return boto3.session.Session().client("s3", config=config)
+
+
+def s3_client():
+    """A boto3 S3 client (one per thread: clients are thread-safe, sessions are not)."""
+    return _client_for_thread(threading.get_ident())
+
+
+def reset_clients() -> None:
+    """Forget cached clients, e.g. after the test suite changes AWS_* variables."""
+    _client_for_thread.cache_clear()
+
+
+def _transfer_config():
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_CHUNKSIZE,
+                          max_concurrency=MAX_CONCURRENCY)
+
+
+@contextlib.contextmanager
+def _s3_errors(uri: str) -> Iterator[None]:
+    """Turn boto's failures into one line a user can act on."""
+    from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
+                                     NoCredentialsError, PartialCredentialsError)
+
+    try:
+        yield
+    except NoCredentialsError:
+        raise ReelworksError(f"no S3 credentials for {uri}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
+    except PartialCredentialsError as exc:
+        raise ReelworksError(f"incomplete S3 credentials for {uri}: {exc}") from None
+    except EndpointConnectionError as exc:
+        raise ReelworksError(f"cannot reach the S3 endpoint {exc.kwargs.get('endpoint_url', '')} for {uri}") from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise NotFoundError(f"not found: {uri}") from None
+        if code == "NoSuchBucket":
+            raise NotFoundError(f"no such bucket in {uri}") from None
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise ReelworksError(f"access denied to {uri} ({code}): check the S3 credentials") from None
+        raise ReelworksError(f"S3 error on {uri}: {code or exc}") from None
+    except BotoCoreError as exc:
+        raise ReelworksError(f"S3 error on {uri}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def exists(uri: str) -> bool:
+    loc = parse(uri)
+    if not loc.is_s3:
+        return loc.path.exists()
+    from botocore.exceptions import ClientError
+
+    with _s3_errors(uri):
+        try:
+            s3_client().head_object(Bucket=loc.bucket, Key=loc.key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+
+def read_bytes(uri: str) -> bytes:
+    loc = parse(uri)
+    if not loc.is_s3:
+        try:
+            return loc.path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(f"not found: {uri}") from None
+        except IsADirectoryError:
+            raise ReelworksError(f"{uri} is a directory, expected a file") from None
+        except PermissionError:
+            raise ReelworksError(f"cannot read {uri}: permission denied") from None
+    with _s3_errors(uri):
+        return s3_client().get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
+
+
+def read_text(uri: str, encoding: str = "utf-8") -> str:
+    try:
+        return read_bytes(uri).decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ReelworksError(f"{uri} is not valid {encoding} text (byte {exc.start})") from None
+
+
+def list_keys(prefix: str) -> list[str]:
+    """Keys below a folder-like prefix, relative to it, sorted. Missing prefix: []."""
+    loc = parse(prefix)
+    if not loc.is_s3:
+        root = loc.path
+        if root.is_file():
+            return [""]
+        if not root.is_dir():
+            return []
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    base = loc.key.rstrip("/") + "/" if loc.key else ""
+    keys: list[str] = []
+    with _s3_errors(prefix):
+        for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=base):
+            keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
+    return sorted(keys)
+
+
+@contextlib.contextmanager
+def local_file(uri: str) -> Iterator[Path]:
+    """A local path holding the object, for tools that want a file (FFmpeg, OpenCV)."""
+    loc = parse(uri)
+    if not loc.is_s3:
+        if not loc.path.is_file():
+            raise NotFoundError(f"not found: {uri}")
+        yield loc.path
+        return
+    with tempfile.TemporaryDirectory(prefix="reelworks-") as tmp:
+        path = Path(tmp) / (PurePosixPath(loc.key).name or "object")
+        download_file(uri, path)
+        yield path
+
+
+def download_file(uri: str, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    loc = parse(uri)
+    tmp = path.with_name(f".{path.name}.part")
+    if not loc.is_s3:
+        if not loc.path.is_file():
+            raise NotFoundError(f"not found: {uri}")
+        shutil.copyfile(loc.path, tmp)
+    else:
+        with _s3_errors(uri):
+            s3_client().download_file(loc.bucket, loc.key, str(tmp), Config=_transfer_config())
+    os.replace(tmp, path)
+    return path
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _atomic_local_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    loc = parse(uri)
+    if not loc.is_s3:
+        _atomic_local_write(loc.path, data)
+        return
+    with _s3_errors(uri):
+        s3_client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data)
+
+
+def write_text(uri: str, text: str, encoding: str = "utf-8") -> None:
+    write_bytes(uri, text.encode(encoding))
+
+
+def create_if_absent(uri: str, data: bytes | str) -> bool:
+    """Write `data` only if nothing is at `uri` yet. True when this call created it.
+
+    Exactly one of several concurrent callers wins, on S3 (`If-None-Match: *`) and locally
+    (a hard link, which fails if the name exists). The object appears whole either way.
+    """
+    if isinstance(data, str):
+        data = data.encode()
+    loc = parse(uri)
+    if not loc.is_s3:
+        path = loc.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+    from botocore.exceptions import ClientError
+
+    with _s3_errors(uri):
+        try:
+            s3_client().put_object(Bucket=loc.bucket, Key=loc.key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code")
+            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+
+
+def upload_file(path: str | Path, uri: str) -> None:
+    """Copy a local file to `uri`; large files go up in concurrent multipart chunks."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotFoundError(f"not found: {path}")
+    loc = parse(uri)
+    if not loc.is_s3:
+        loc.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = loc.path.with_name(f".{loc.path.name}.part")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, loc.path)
+        return
+    with _s3_errors(uri):
+        s3_client().upload_file(str(path), loc.bucket, loc.key, Config=_transfer_config())
+
+
+@contextlib.contextmanager
+def output_file(uri: str, suffix: str = "") -> Iterator[Path]:
+    """Write to a local path; on success it lands at `uri` whole, on failure nothing does.
+
+        with storage.output_file("s3://bucket/film/frames.mp4") as path:
+            render(path)
+    """
+    loc = parse(uri)
+    if not loc.is_s3:
+        loc.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=loc.path.parent, prefix=f".{loc.path.name}.", suffix=suffix or ".part")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, loc.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return
+    with tempfile.TemporaryDirectory(prefix="reelworks-") as tmp:
+        path = Path(tmp) / ("object" + (suffix or PurePosixPath(loc.key).suffix))
+        yield path
+        upload_file(path, uri)
+
+
+def delete(uri: str) -> None:
+    loc = parse(uri)
+    if not loc.is_s3:
+        with contextlib.suppress(FileNotFoundError):
+            if loc.path.is_dir():
+                shutil.rmtree(loc.path)
+            else:
+                loc.path.unlink()
+        return
+    with _s3_errors(uri):
+        s3_client().delete_object(Bucket=loc.bucket, Key=loc.key)
+
+
+def delete_prefix(prefix: str) -> None:
+    for key in list_keys(prefix):
+        delete(join(prefix, key) if key else prefix)
+
+
+def copy(src: str, dst: str) -> None:
+    """Copy one object between any two URIs (server-side within S3)."""
+    s, d = parse(src), parse(dst)
+    if s.is_s3 and d.is_s3:
+        with _s3_errors(src):
+            s3_client().copy({"Bucket": s.bucket, "Key": s.key}, d.bucket, d.key, Config=_transfer_config())
+    elif s.is_s3:
+        download_file(src, d.path)
+    else:
+        upload_file(s.path, dst)
+
+
+def copy_prefix(src: str, dst: str) -> list[str]:
+    """Copy every object below `src` to the same relative key below `dst`."""
+    keys = list_keys(src)
+    for key in keys:
+        copy(join(src, key), join(dst, key))
+    return keys
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def sync_down(prefix: str, local_dir: str | Path) -> Path:
+    """Mirror `prefix` into `local_dir`, fetching only objects whose size differs."""
+    local_dir = Path(local_dir)
+    loc = parse(prefix)
+    if not loc.is_s3:
+        if not loc.path.exists():
+            raise NotFoundError(f"not found: {prefix}")
+        shutil.copytree(loc.path, local_dir, dirs_exist_ok=True)
+        return local_dir
+    base = loc.key.rstrip("/") + "/" if loc.key else ""
+    remote: dict[str, int] = {}
+    with _s3_errors(prefix):
+        for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=base):
+            for obj in page.get("Contents", []):
+                remote[safe_key(obj["Key"][len(base):])] = obj["Size"]
+    if not remote:
+        raise NotFoundError(f"nothing at {prefix}")
+    for key, size in remote.items():
+        target = local_dir / key
+        if target.is_file() and target.stat().st_size == size:
+            continue
+        download_file(join(prefix, key), target)
+    return local_dir
+
+
+def sync_up(local_dir: str | Path, prefix: str) -> list[str]:
+    """Upload every file below `local_dir` to `prefix`; returns the relative keys."""
+    local_dir = Path(local_dir)
+    if not local_dir.is_dir():
+        raise NotFoundError(f"not found: {local_dir}")
+    keys = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file())
+    loc = parse(prefix)
+    if not loc.is_s3:
+        if loc.path.resolve() != local_dir.resolve():
+            shutil.copytree(local_dir, loc.path, dirs_exist_ok=True)
+        return keys
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(MAX_CONCURRENCY) as pool:
+        list(pool.map(lambda key: upload_file(local_dir / key, join(prefix, key)), keys))
+    return keys
+
+
+def cached(prefix: str) -> Path:
+    """A local directory holding `prefix`: itself when local, else a synced cache copy."""
+    loc = parse(prefix)
+    if not loc.is_s3:
+        if not loc.path.exists():
+            raise NotFoundError(f"not found: {prefix}")
+        return loc.path
+    return sync_down(prefix, cache_dir() / "s3" / loc.bucket / loc.key)
+
+
+@contextlib.contextmanager
+def output_dir(prefix: str) -> Iterator[Path]:
+    """Build a folder locally; on success it is published to `prefix`.
+
+    Locally the finished folder replaces `prefix` by rename, so a crashed job never
+    leaves a half-written folder behind. On S3 the files are uploaded after the work is
+    done; write a completion marker (e.g. a manifest) last if readers need one.
+    """
+    loc = parse(prefix)
+    if not loc.is_s3:
+        target = loc.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            yield tmp
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="reelworks-") as tmp:
+        yield Path(tmp)
+        sync_up(tmp, prefix)

@@ -1,0 +1,1 @@
+"""Tweeter: publish one curated plot per run, exactly once."""

@@ -1,0 +1,98 @@
+"""The tweet queue: the contract between `plots curate` (writer) and the tweeter (reader).
+
+A JSON Lines file at any URI, one plot per line, append-only:
+
+    {"id": "3f2a9c0b1d4e5f60", "title": "...", "plot": "...", "genres": ["Sci-Fi"],
+     "keywords": ["robot"], "image": null, "model": "...", "created_at": "2026-11-21T10:00:00+00:00"}
+
+`id` is stable (derived from the normalised title and plot), so appending the same plot
+twice is a no-op. The tweeter never rewrites the queue: what was published lives in its
+ledger, so a plot "leaves" the queue exactly when its tweet is confirmed there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from reelworks import storage
+
+log = logging.getLogger(__name__)
+
+
+def plot_id(title: str, plot: str) -> str:
+    """Stable 16-hex id of a title/plot pair (case, accents of form, and spacing ignored)."""
+    def norm(s: str) -> str:
+        return " ".join(unicodedata.normalize("NFKC", s).casefold().split())
+
+    return hashlib.sha256(f"{norm(title)}\n{norm(plot)}".encode()).hexdigest()[:16]
+
+
+@dataclass
+class QueueItem:
+    title: str
+    plot: str
+    id: str = ""
+    genres: list[str] = field(default_factory=list)
+    keywords: list[str] = field(default_factory=list)
+    image: str | None = None
+    model: str = ""
+    created_at: str = ""
+
+    def __post_init__(self):
+        self.id = self.id or plot_id(self.title, self.plot)
+        self.created_at = self.created_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+@dataclass
+class QueueRead:
+    items: list[QueueItem]
+    bad_lines: list[tuple[int, str]]  # (line number, reason): skipped and reported, never fatal
+
+
+def read_queue(uri: str) -> QueueRead:
+    """Every well-formed item, in file order; a missing queue is an empty one."""
+    if not storage.exists(uri):
+        return QueueRead([], [])
+    items, bad, seen = [], [], set()
+    for number, line in enumerate(storage.read_text(uri).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            item = QueueItem(**{k: v for k, v in data.items() if k in QueueItem.__dataclass_fields__})
+            if not item.title.strip() or not item.plot.strip():
+                raise ValueError("empty title or plot")
+        except (ValueError, TypeError, AttributeError) as exc:
+            bad.append((number, f"{type(exc).__name__}: {exc}"[:200]))
+            continue
+        if item.id not in seen:
+            seen.add(item.id)
+            items.append(item)
+    for number, reason in bad:
+        log.warning("queue %s line %d skipped: %s", uri, number, reason)
+    return QueueRead(items, bad)
+
+
+def append_to_queue(uri: str, new_items: list[QueueItem]) -> int:
+    """Append items whose id is not queued yet; returns how many were added.
+
+    The whole file is rewritten atomically, so a reader sees the old queue or the new one.
+    """
+    existing = storage.read_text(uri) if storage.exists(uri) else ""
+    known = {item.id for item in read_queue(uri).items} if existing else set()
+    added = []
+    for item in new_items:
+        if item.id not in known:
+            known.add(item.id)
+            added.append(item.to_json())
+    if added:
+        prefix = existing if not existing or existing.endswith("\n") else existing + "\n"
+        storage.write_text(uri, prefix + "\n".join(added) + "\n")
+    return len(added)

@@ -1,0 +1,18 @@
+"""Packaging glue: `components/` and `pipelines/` live at the repository root (the
+layout Kubeflow users expect) but install as `reelworks.components` and
+`reelworks.pipelines`, so images and the CLI find them without the checkout."""
+from setuptools import find_packages, setup
+
+ROOTS = {"reelworks.components": "components", "reelworks.pipelines": "pipelines"}
+
+packages = find_packages(include=["reelworks", "reelworks.*"])
+package_dir = {}
+for name, folder in ROOTS.items():
+    packages.append(name)
+    package_dir[name] = folder
+    for sub in find_packages(folder):
+        packages.append(f"{name}.{sub}")
+        package_dir[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+
+setup(packages=packages, package_dir=package_dir, include_package_data=True,
+      package_data={"reelworks": ["**/*.txt", "**/*.json", "**/*.yaml"]})

@@ -1,0 +1,193 @@
+"""reelworks.storage against local paths and a real S3-compatible server over HTTP."""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from reelworks import storage
+from reelworks.errors import NotFoundError, ReelworksError
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path) -> str:
+    """Each test runs once on a local folder and once on a fresh S3 bucket."""
+    if request.param == "local":
+        return str(tmp_path / "root")
+    return request.getfixturevalue("s3_bucket") + "/root"
+
+
+def test_write_read_list_roundtrip(root):
+    storage.write_text(storage.join(root, "a.txt"), "héllo")
+    storage.write_bytes(storage.join(root, "sub/b.bin"), b"\x00\x01")
+    assert storage.read_text(storage.join(root, "a.txt")) == "héllo"
+    assert storage.read_bytes(storage.join(root, "sub/b.bin")) == b"\x00\x01"
+    assert storage.list_keys(root) == ["a.txt", "sub/b.bin"]
+    assert storage.exists(storage.join(root, "a.txt"))
+    assert not storage.exists(storage.join(root, "nope.txt"))
+    storage.delete(storage.join(root, "a.txt"))
+    assert storage.list_keys(root) == ["sub/b.bin"]
+
+
+def test_missing_object_is_a_clear_error(root):
+    with pytest.raises(NotFoundError, match="not found"):
+        storage.read_bytes(storage.join(root, "missing.csv"))
+    assert storage.list_keys(storage.join(root, "no-such-prefix")) == []
+
+
+@pytest.mark.parametrize("key", ["../escape", "a/../../b", "/etc/passwd"])
+def test_keys_cannot_escape_their_root(key):
+    with pytest.raises(ReelworksError, match="refusing key"):
+        storage.join("s3://bucket/root", key)
+    with pytest.raises(ReelworksError, match="refusing key"):
+        storage.join("/tmp/root", key)
+
+
+def test_s3_uri_with_dotdot_is_refused():
+    with pytest.raises(ReelworksError, match="escape"):
+        storage.parse("s3://bucket/a/../../b")
+
+
+def test_unsupported_scheme():
+    with pytest.raises(ReelworksError, match="unsupported URI scheme"):
+        storage.parse("gs://bucket/key")
+
+
+def test_create_if_absent_has_exactly_one_winner(root):
+    uri = storage.join(root, "ledger/lock.json")
+    barrier = threading.Barrier(8)
+
+    def attempt(i: int) -> bool:
+        barrier.wait()
+        return storage.create_if_absent(uri, f"owner-{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(attempt, range(8)))
+    assert results.count(True) == 1
+    winner = results.index(True)
+    assert storage.read_text(uri) == f"owner-{winner}"
+
+
+def test_output_file_publishes_only_on_success(root):
+    uri = storage.join(root, "out/model.bin")
+    with pytest.raises(RuntimeError):
+        with storage.output_file(uri) as path:
+            path.write_bytes(b"half")
+            raise RuntimeError("crash mid-write")
+    assert not storage.exists(uri)
+    with storage.output_file(uri) as path:
+        path.write_bytes(b"whole")
+    assert storage.read_bytes(uri) == b"whole"
+
+
+def test_output_dir_publishes_only_on_success(root):
+    prefix = storage.join(root, "frames")
+    with pytest.raises(RuntimeError):
+        with storage.output_dir(prefix) as folder:
+            (folder / "0.jpg").write_bytes(b"x")
+            raise RuntimeError("crash")
+    assert storage.list_keys(prefix) == []
+    with storage.output_dir(prefix) as folder:
+        (folder / "0.jpg").write_bytes(b"x")
+        (folder / "manifest.jsonl").write_text("{}\n")
+    assert storage.list_keys(prefix) == ["0.jpg", "manifest.jsonl"]
+
+
+def test_copy_prefix_and_sync(root, tmp_path):
+    src = tmp_path / "src"
+    (src / "nested").mkdir(parents=True)
+    (src / "config.json").write_text("{}")
+    (src / "nested" / "weights.safetensors").write_bytes(os.urandom(1000))
+    keys = storage.sync_up(src, storage.join(root, "model"))
+    assert keys == ["config.json", "nested/weights.safetensors"]
+    storage.copy_prefix(storage.join(root, "model"), storage.join(root, "copy"))
+    assert storage.list_keys(storage.join(root, "copy")) == keys
+    down = storage.sync_down(storage.join(root, "copy"), tmp_path / "down")
+    assert (down / "nested" / "weights.safetensors").read_bytes() == (src / "nested" / "weights.safetensors").read_bytes()
+
+
+def test_large_upload_goes_multipart_and_roundtrips(s3_bucket, tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "MULTIPART_THRESHOLD", 5 * 2**20)
+    monkeypatch.setattr(storage, "MULTIPART_CHUNKSIZE", 5 * 2**20)
+    data = os.urandom(12 * 2**20)
+    big = tmp_path / "film.mp4"
+    big.write_bytes(data)
+    uri = f"{s3_bucket}/films/film.mp4"
+    storage.upload_file(big, uri)
+    loc = storage.parse(uri)
+    etag = storage.s3_client().head_object(Bucket=loc.bucket, Key=loc.key)["ETag"]
+    assert etag.strip('"').endswith("-3"), f"expected a 3-part multipart upload, ETag {etag}"
+    assert storage.read_bytes(uri) == data
+    with storage.local_file(uri) as path:
+        assert path.stat().st_size == len(data)
+
+
+def test_sync_down_refuses_keys_escaping_the_cache(s3_bucket, tmp_path):
+    loc = storage.parse(s3_bucket)
+    # S3 keys are free-form: a hostile one must not be written outside the target folder.
+    storage.s3_client().put_object(Bucket=loc.bucket, Key="model/../../evil.txt", Body=b"x")
+    with pytest.raises(ReelworksError, match="escape"):
+        storage.sync_down(f"{s3_bucket}/model", tmp_path / "cache")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_missing_bucket_and_credentials_are_clear(s3_server, monkeypatch):
+    with pytest.raises(NotFoundError, match="no such bucket"):
+        storage.read_bytes("s3://no-such-bucket-xyz/key")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    storage.reset_clients()
+    try:
+        with pytest.raises(ReelworksError, match="no S3 credentials"):
+            storage.read_bytes("s3://any-bucket/key")
+    finally:
+        storage.reset_clients()
+
+
+def test_unreachable_endpoint_is_clear(monkeypatch):
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    storage.reset_clients()
+    try:
+        with pytest.raises(ReelworksError, match="cannot reach the S3 endpoint"):
+            storage.read_bytes("s3://bucket/key")
+    finally:
+        storage.reset_clients()
+
+
+def test_local_write_is_atomic_under_concurrent_readers(tmp_path):
+    """Readers racing a writer see an old or a new whole file, never a torn one."""
+    path = tmp_path / "queue.jsonl"
+    versions = [("x" * 200_000 + str(i)).encode() for i in range(30)]
+    storage.write_bytes(str(path), versions[0])
+    seen, stop = set(), threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            seen.add(Path(path).read_bytes())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for data in versions[1:]:
+        storage.write_bytes(str(path), data)
+    stop.set()
+    thread.join()
+    assert seen <= set(versions)
+
+
+def test_cached_prefix_is_reused(s3_bucket, tmp_path, monkeypatch):
+    monkeypatch.setenv("REELWORKS_CACHE_DIR", str(tmp_path / "cache"))
+    storage.write_text(f"{s3_bucket}/m/config.json", "{}")
+    first = storage.cached(f"{s3_bucket}/m")
+    assert (first / "config.json").read_text() == "{}"
+    assert storage.cached(f"{s3_bucket}/m") == first
