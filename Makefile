@@ -9,12 +9,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO   ?= .demo
-SYSTEM_TOOLS := ffmpeg prometheus prometheus-pushgateway
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test install system-deps compile k8s bench clean
+.PHONY: demo test install system-deps compile k8s k8s-check bench clean
 
 $(BIN)/reelworks: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +49,9 @@ compile: install
 
 k8s: install
 	$(BIN)/python helm/render_k8s.py
+
+k8s-check: install
+	$(BIN)/python helm/render_k8s.py --check
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -94,7 +94,19 @@ def _setup(log_level: str = typer.Option("INFO", envvar="REELWORKS_LOG_LEVEL", h
     setup_logging(log_level)
 
 
+def _stop_on_sigterm() -> None:
+    """Kubernetes stops pods with SIGTERM; as PID 1 in a container the default is to ignore
+    it. Turn it into an orderly exit so `finally` blocks and metrics pushes still run."""
+    import signal
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> None:
+    _stop_on_sigterm()
     try:
         app(args=argv, standalone_mode=False)
     except ReelworksError as exc:

@@ -41,9 +41,16 @@ def component(flavour: str = "cpu", **kwargs) -> Callable:
     return dsl.component(base_image=settings.image(flavour), install_kfp_package=False, **kwargs)
 
 
+RELEASE = os.environ.get("REELWORKS_RELEASE", "reelworks")
+
+
 def with_s3(task):
-    """S3 credentials from the chart's Secret, endpoint and Pushgateway from its ConfigMap."""
+    """Run the step as a reelworks pod: S3 credentials from the chart's Secret, endpoint and
+    Pushgateway from its ConfigMap, and the labels the chart's NetworkPolicy selects."""
     from kfp import kubernetes
+
+    kubernetes.add_pod_label(task, "app.kubernetes.io/name", "reelworks")
+    kubernetes.add_pod_label(task, "app.kubernetes.io/instance", RELEASE)
 
     kubernetes.use_secret_as_env(task, S3_SECRET, {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
                                                    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})

@@ -83,7 +83,7 @@ class Report:
                 headers, rows = value
                 lines.append("| " + " | ".join(map(str, headers)) + " |")
                 lines.append("|" + "---|" * len(headers))
-                lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+                lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
                 lines.append("")
             elif kind == "image":
                 name, caption = value
@@ -91,7 +91,7 @@ class Report:
                 lines += [f"![{caption or name}]({src})", ""]
         if self.metrics:
             lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {_cell(v)} |" for k, v in self.metrics.items()]
+            lines += [f"| {k} | {_md_cell(v)} |" for k, v in self.metrics.items()]
         return "\n".join(lines).rstrip() + "\n"
 
     def to_html(self) -> str:
@@ -147,7 +147,11 @@ def _cell(value: object) -> str:
         return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return str(value)
+
+
+def _md_cell(value: object) -> str:
+    return _cell(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _data_uri(png: bytes) -> str:

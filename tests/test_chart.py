@@ -1,0 +1,665 @@
+"""The Helm chart (helm/reelworks) and the plain manifests rendered from it (k8s/).
+
+The chart is rendered by Helm's own engine through helm-python-sdk (no helm binary) and every
+manifest is checked against Kubernetes' own OpenAPI schemas by kubernetes-validate, strictly
+(unknown fields fail), for the oldest Kubernetes we support and the newest the tool knows.
+Both tools come with the `test` extra; where one is missing the tests skip, except in CI
+(CI=true), where they fail.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART_DIR = ROOT / "helm" / "reelworks"
+RELEASE, NAMESPACE = "reelworks", "reelworks"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+OLDEST_KUBERNETES = "1.30"
+# Custom resources kubernetes-validate has no schema for; checked by hand below.
+CUSTOM_KINDS = {"PrometheusRule"}
+UID = 10001
+SCRATCH_ENV = {"HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache",
+               "REELWORKS_CACHE_DIR": "/tmp/reelworks-cache", "MPLCONFIGDIR": "/tmp/mpl"}
+X_KEYS = ["X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"]
+
+# Every default changed, an extra CronJob (with a key of its own, which the schema allows),
+# optional parts switched off.
+CUSTOM_VALUES = {
+    "image": {"registry": "registry.example.com/ml", "tag": "1.2.3-rc1", "pullPolicy": "Always",
+              "pullSecrets": [{"name": "regcred"}]},
+    "s3": {"bucket": "films-prod", "endpoint": "http://minio.minio.svc:9000", "region": "eu-west-1",
+           "credentialsSecret": "minio-creds"},
+    "metrics": {"pushgatewayUrl": "http://pushgateway.observability.svc:9091"},
+    "twitter": {"credentialsSecret": "x-prod", "queueUri": "s3://tweets/queue.jsonl"},
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/rw"}},
+    "podSecurity": {"uid": 20002, "gid": 20002},
+    "scratch": {"medium": "Memory", "sizeLimit": "2Gi"},
+    "extraEnv": [{"name": "REELWORKS_LOG_LEVEL", "value": "DEBUG"}],
+    "networkPolicy": {
+        "httpsExcept": ["169.254.0.0/16", "fd00::/8"],
+        "extraEgress": [
+            {"cidrs": ["10.0.0.0/8"], "ports": [{"port": 9000}]},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "minio"}},
+             "podSelector": {"matchLabels": {"app": "minio"}},
+             "ports": [{"port": 9000, "protocol": "TCP"}]},
+        ],
+    },
+    "prometheusRule": {"enabled": False},
+    "dashboard": {"label": {"key": "dashboards", "value": "reelworks"},
+                  "annotations": {"grafana_folder": "ML"}, "namespace": "monitoring"},
+    "cronJobs": {
+        "tweeter": {"suspend": False, "schedule": "15 */4 * * *"},
+        "nightly": {
+            "schedule": "0 3 * * *", "flavour": "torch", "args": ["run", "posters", "--bucket", "{{ .Values.s3.bucket }}"],
+            "automountServiceAccountToken": True, "backoffLimit": 0, "activeDeadlineSeconds": 21600,
+            "resources": {"requests": {"cpu": "2", "memory": "8Gi"},
+                          "limits": {"memory": "16Gi", "nvidia.com/gpu": 1}},
+            "nodeSelector": {"nvidia.com/gpu.present": "true"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "env": [{"name": "REELWORKS_PROGRESS", "value": "0"}],
+            "owner": "ml-platform",
+        },
+    },
+}
+# The bare minimum: nothing optional, no credentials Secret (IRSA), another release/namespace.
+MINIMAL_VALUES = {
+    "serviceAccount": {"create": False},
+    "rbac": {"create": False},
+    "networkPolicy": {"enabled": False},
+    "prometheusRule": {"enabled": False},
+    "dashboard": {"enabled": False},
+    "s3": {"credentialsSecret": ""},
+    "metrics": {"pushgatewayUrl": ""},
+    "cronJobs": {"tweeter": None},
+}
+SCENARIOS = {
+    "defaults": ({}, RELEASE, NAMESPACE),
+    "custom": (CUSTOM_VALUES, RELEASE, NAMESPACE),
+    "minimal": (MINIMAL_VALUES, "films", "ml"),
+}
+
+
+def _tool(module: str):
+    """Import a test tool: skip without it, but fail in CI, where it must be installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{module} is not installed ({exc}); install the test extra: pip install -e '.[test]'"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def helm():
+    return _tool("helm_python")
+
+
+@pytest.fixture(scope="module")
+def kubernetes_validate():
+    return _tool("kubernetes_validate")
+
+
+@pytest.fixture(scope="module")
+def chart(helm):
+    with helm.Chart.load(str(CHART_DIR)) as loaded:
+        yield loaded
+
+
+def render(chart, values=None, name=RELEASE, namespace=NAMESPACE) -> list[dict]:
+    """Every object the chart renders, each tagged with its template under `_template`."""
+    objects = []
+    for template, text in sorted(chart.render(copy.deepcopy(values or {}), name=name, namespace=namespace).items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                doc["_template"] = template
+                objects.append(doc)
+    return objects
+
+
+@pytest.fixture(scope="module")
+def rendered(chart):
+    return {scenario: render(chart, values, name, ns) for scenario, (values, name, ns) in SCENARIOS.items()}
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects, kind, name=None):
+    found = [o for o in by_kind(objects, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def strip(obj):
+    return {k: v for k, v in obj.items() if k != "_template"}
+
+
+POD_SPEC_PATHS = {
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Pod": ("spec",),
+}
+
+
+def pod_specs(objects):
+    """(label, pod spec) for every pod template among `objects`."""
+    for obj in objects:
+        path = POD_SPEC_PATHS.get(obj["kind"])
+        if path:
+            spec = obj
+            for key in path:
+                spec = spec[key]
+            yield f"{obj['kind']}/{obj['metadata']['name']}", spec
+
+
+def env_of(container) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def cronjob(objects, key, prefix=RELEASE):
+    """The CronJob of cronJobs.<key>, named <fullname>-<key>."""
+    return one(objects, "CronJob", f"{prefix}-{key}")
+
+
+def container_of(cron):
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+# --------------------------------------------------------------------------- lint and schemas
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_lint_strict(helm, scenario):
+    values, _, namespace = SCENARIOS[scenario]
+    for kube_version in (f"v{OLDEST_KUBERNETES}.0", None):
+        report = helm.lint(str(CHART_DIR), copy.deepcopy(values), strict=True, namespace=namespace,
+                           kube_version=kube_version)
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert not problems, f"helm lint --strict ({scenario}, {kube_version or 'default'}): {problems}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_manifests_pass_kubernetes_validate_strict(rendered, kubernetes_validate, scenario):
+    versions = [OLDEST_KUBERNETES, kubernetes_validate.latest_version()]
+    objects = rendered[scenario]
+    assert objects
+    checked = 0
+    for obj in objects:
+        if obj["kind"] in CUSTOM_KINDS:
+            continue
+        for version in versions:
+            try:
+                kubernetes_validate.validate(strip(obj), version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                path = ".".join(str(p) for p in exc.path)
+                pytest.fail(f"{obj['_template']}: {obj['kind']}/{obj['metadata']['name']} is invalid for "
+                            f"Kubernetes {version} at {path}: {exc.message}", pytrace=False)
+            except kubernetes_validate.SchemaNotFoundError as exc:
+                pytest.fail(f"{obj['_template']}: {exc.message} (a custom resource? add it to CUSTOM_KINDS "
+                            "and check its structure by hand)", pytrace=False)
+            checked += 1
+    assert checked >= len(versions)
+
+
+def test_values_schema_rejects_mistakes(chart, helm):
+    chart.validate_schema({})
+    mistakes = [
+        {"s3": {"buckt": "films"}},                          # a typo
+        {"unknownTopLevel": True},
+        {"image": {"tag": 5}},                               # not a string
+        {"cronJobs": {"tweeter": {"suspend": "no"}}},        # not a boolean
+        {"cronJobs": {"tweeter": {"flavour": "gpu"}}},       # not a flavour
+        {"cronJobs": {"Bad_Name": {"schedule": "* * * * *"}}},  # not a DNS label
+        {"cronJobs": {"x": {"secretEnv": [{"secretName": "s", "keys": ["not-an-env-name"]}]}}},
+        {"podSecurity": {"uid": 0}},                         # root
+        {"networkPolicy": {"extraEgress": [{}]}},           # would allow all egress
+        {"prometheusRule": {"tweetQueueMin": "five"}},
+    ]
+    for values in mistakes:
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema(values)
+        with pytest.raises(helm.HelmValuesError):
+            chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    # Extensions: an entry may carry keys of its own.
+    chart.validate_schema({"cronJobs": {"report": {"schedule": "@daily", "owner": "ml", "notes": {"a": 1}}}})
+
+
+def test_render_refuses_unsafe_or_broken_values(chart, helm):
+    with pytest.raises(helm.HelmError, match="longer than 52"):
+        chart.render({"cronJobs": {"a-very-long-cron-job-name-for-the-limit": {"schedule": "@daily"}}},
+                     name="a-long-release-name", namespace=NAMESPACE)
+    with pytest.raises(helm.HelmError, match="schedule is required"):
+        chart.render({"cronJobs": {"nightly": {"args": ["x"]}}}, name=RELEASE, namespace=NAMESPACE)
+    with pytest.raises(helm.HelmError, match="pushgateway needs"):
+        chart.render({"networkPolicy": {"pushgateway": {"namespaceSelector": None, "podSelector": None}}},
+                     name=RELEASE, namespace=NAMESPACE)
+
+
+# --------------------------------------------------------------------------- every object
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_objects_are_namespaced_and_labelled(rendered, scenario):
+    _, release, namespace = SCENARIOS[scenario]
+    for obj in rendered[scenario]:
+        meta = obj["metadata"]
+        # The custom scenario puts the dashboard where Grafana's sidecar looks (dashboard.namespace).
+        moved = scenario == "custom" and meta["name"].endswith("-dashboard")
+        assert meta.get("namespace") == ("monitoring" if moved else namespace), f"{obj['kind']}/{meta['name']}"
+        labels = meta["labels"]
+        assert labels["app.kubernetes.io/name"] == "reelworks"
+        assert labels["app.kubernetes.io/instance"] == release
+        assert labels["app.kubernetes.io/part-of"] == "reelworks"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+        assert not obj["kind"].startswith("Cluster"), f"cluster-scoped {obj['kind']} rendered"
+        assert obj["kind"] != "Namespace"
+
+
+def test_default_render_has_the_expected_objects(rendered):
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in rendered["defaults"])
+    assert kinds == [
+        ("ConfigMap", "reelworks-config"), ("ConfigMap", "reelworks-dashboard"),
+        ("CronJob", "reelworks-tweeter"), ("NetworkPolicy", "reelworks"),
+        ("PrometheusRule", "reelworks"), ("Role", "reelworks"), ("RoleBinding", "reelworks"),
+        ("ServiceAccount", "reelworks"),
+    ]
+
+
+# --------------------------------------------------------------------------- pods
+
+
+RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                           "persistentVolumeClaim", "projected", "secret"}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_pod_meets_restricted_pod_security(rendered, scenario):
+    specs = list(pod_specs(rendered[scenario]))
+    if scenario != "minimal":
+        assert specs, "no pod templates rendered"
+    for label, spec in specs:
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, label
+        for key in ("runAsUser", "runAsGroup", "fsGroup"):
+            assert isinstance(pod[key], int) and pod[key] > 0, f"{label}: {key}"
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, label
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not spec.get(flag), f"{label}: {flag}"
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for volume in volumes.values():
+            types = set(volume) - {"name"}
+            assert types <= RESTRICTED_VOLUME_TYPES, f"{label}: volume {volume['name']} is {types}"
+        containers = spec["containers"] + spec.get("initContainers", [])
+        for container in containers:
+            where = f"{label} container {container['name']}"
+            sc = container["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+            assert not set(sc["capabilities"].get("add", [])) - {"NET_BIND_SERVICE"}, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert not sc.get("privileged"), where
+            assert sc.get("runAsUser", pod["runAsUser"]) != 0, where
+            # Scratch: /tmp is an emptyDir and everything that writes points under it.
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts, f"{where}: no /tmp mount"
+            assert "emptyDir" in volumes[mounts["/tmp"]], f"{where}: /tmp is not an emptyDir"
+            env = env_of(container)
+            for name, value in SCRATCH_ENV.items():
+                assert env.get(name) == value, f"{where}: {name}"
+            assert container.get("resources", {}).get("requests"), f"{where}: no resource requests"
+            assert container.get("resources", {}).get("limits", {}).get("memory"), f"{where}: no memory limit"
+
+
+def test_pod_security_follows_values(rendered):
+    for _, spec in pod_specs(rendered["custom"]):
+        sc = spec["securityContext"]
+        assert (sc["runAsUser"], sc["runAsGroup"], sc["fsGroup"]) == (20002, 20002, 20002)
+        assert spec["volumes"] == [{"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}]
+    for _, spec in pod_specs(rendered["defaults"]):
+        assert spec["securityContext"]["runAsUser"] == UID
+        assert spec["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": "8Gi"}}]
+
+
+def test_every_cronjob_pod_gets_s3_and_pushgateway_env(rendered):
+    for scenario in ("defaults", "custom"):
+        for label, spec in pod_specs(rendered[scenario]):
+            env = env_of(spec["containers"][0])
+            values = {**{"s3": {"bucket": "reelworks", "credentialsSecret": "reelworks-s3"},
+                         "metrics": {"pushgatewayUrl": "http://prometheus-pushgateway.monitoring.svc:9091"}},
+                      **(CUSTOM_VALUES if scenario == "custom" else {})}
+            assert env["REELWORKS_S3_BUCKET"] == values["s3"]["bucket"], label
+            assert env["REELWORKS_PUSHGATEWAY_URL"] == values["metrics"]["pushgatewayUrl"], label
+            secret = values["s3"]["credentialsSecret"]
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                assert env[key] == {"secretKeyRef": {"name": secret, "key": key}}, label
+            assert env["REELWORKS_K8S_S3_SECRET"] == secret
+            assert env["REELWORKS_K8S_CONFIGMAP"] == "reelworks-config"
+            assert env["REELWORKS_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+            if scenario == "custom":
+                assert env["AWS_ENDPOINT_URL"] == "http://minio.minio.svc:9000"
+                assert env["AWS_REGION"] == "eu-west-1"
+                assert env["REELWORKS_LOG_LEVEL"] == "DEBUG"
+                assert env["REELWORKS_IMAGE_REGISTRY"] == "registry.example.com/ml"
+                assert env["REELWORKS_IMAGE_TAG"] == "1.2.3-rc1"
+            else:
+                # Unset settings are left out: boto3 would take "" as a real endpoint/region.
+                assert "AWS_ENDPOINT_URL" not in env and "AWS_REGION" not in env
+                assert env["REELWORKS_IMAGE_TAG"] == "0.1.0"
+
+
+# --------------------------------------------------------------------------- CronJobs
+
+
+def test_tweeter_cronjob_defaults(rendered):
+    cron = cronjob(rendered["defaults"], "tweeter")
+    spec = cron["spec"]
+    assert spec["schedule"] == "0 */6 * * *"
+    assert spec["suspend"] is True, "the tweeter must stay suspended until credentials exist"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["timeZone"] == "Etc/UTC"
+    assert spec["startingDeadlineSeconds"] > 0
+    assert spec["successfulJobsHistoryLimit"] >= 1 and spec["failedJobsHistoryLimit"] >= 1
+    job = spec["jobTemplate"]["spec"]
+    assert job["backoffLimit"] >= 0 and 0 < job["activeDeadlineSeconds"] <= 3600
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "reelworks"
+    assert pod["automountServiceAccountToken"] is False, "the tweeter never calls the Kubernetes API"
+    container = container_of(cron)
+    assert container["image"] == "ghcr.io/reelworks/reelworks-cpu:0.1.0"
+    assert container["args"] == ["tweeter", "publish", "--queue", "s3://reelworks/plotbot/queue.jsonl"]
+    assert "command" not in container, "the image's entrypoint is `reelworks`"
+    env = env_of(container)
+    for key in X_KEYS:
+        assert env[key] == {"secretKeyRef": {"name": "reelworks-x", "key": key}}
+    assert cron["metadata"]["labels"]["app.kubernetes.io/component"] == "tweeter"
+
+
+def test_custom_values_reach_the_cronjobs(rendered):
+    objects = rendered["custom"]
+    tweeter = cronjob(objects, "tweeter")
+    assert tweeter["spec"]["suspend"] is False
+    assert tweeter["spec"]["schedule"] == "15 */4 * * *"
+    container = container_of(tweeter)
+    assert container["image"] == "registry.example.com/ml/reelworks-cpu:1.2.3-rc1"
+    assert container["imagePullPolicy"] == "Always"
+    assert container["args"][-1] == "s3://tweets/queue.jsonl"
+    for key in X_KEYS:
+        assert env_of(container)[key] == {"secretKeyRef": {"name": "x-prod", "key": key}}
+    pod = tweeter["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+    nightly = cronjob(objects, "nightly")
+    job = nightly["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    container = container_of(nightly)
+    assert container["image"] == "registry.example.com/ml/reelworks-torch:1.2.3-rc1"
+    assert container["args"] == ["run", "posters", "--bucket", "films-prod"], "args go through tpl"
+    assert nightly["spec"]["suspend"] is False
+    assert job["backoffLimit"] == 0, "an entry's 0 must override the default, not fall back to it"
+    assert job["activeDeadlineSeconds"] == 21600
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert container["resources"]["limits"] == {"memory": "16Gi", "nvidia.com/gpu": 1}
+    assert env_of(container)["REELWORKS_PROGRESS"] == "0"
+    assert not any(k.startswith("X_") for k in env_of(container)), "X credentials only where asked for"
+
+
+def test_cronjobs_can_be_disabled(chart):
+    objects = render(chart, {"cronJobs": {"tweeter": {"enabled": False}}})
+    assert not by_kind(objects, "CronJob")
+    assert not by_kind(render(chart, {"cronJobs": {"tweeter": None}}), "CronJob")
+
+
+def test_minimal_values(rendered):
+    objects = rendered["minimal"]
+    assert sorted(o["kind"] for o in objects) == ["ConfigMap"]
+    configmap = objects[0]
+    assert configmap["metadata"]["name"] == "films-reelworks-config"
+    assert set(configmap["data"]) == {"REELWORKS_S3_BUCKET", "REELWORKS_IMAGE_REGISTRY", "REELWORKS_IMAGE_TAG"}
+
+
+def test_minimal_values_with_a_job(chart):
+    objects = render(chart, {**MINIMAL_VALUES, "cronJobs": {"report": {"schedule": "@daily"}}}, "films", "ml")
+    report = cronjob(objects, "report", "films-reelworks")
+    env = env_of(container_of(report))
+    assert "AWS_ACCESS_KEY_ID" not in env and "REELWORKS_PUSHGATEWAY_URL" not in env
+    assert env["REELWORKS_K8S_CONFIGMAP"] == "films-reelworks-config"
+    pod = report["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "default"
+
+
+def test_configmap_for_kubeflow_steps(rendered):
+    data = one(rendered["custom"], "ConfigMap", "reelworks-config")["data"]
+    assert data == {
+        "REELWORKS_S3_BUCKET": "films-prod", "AWS_ENDPOINT_URL": "http://minio.minio.svc:9000",
+        "AWS_REGION": "eu-west-1", "REELWORKS_PUSHGATEWAY_URL": "http://pushgateway.observability.svc:9091",
+        "REELWORKS_IMAGE_REGISTRY": "registry.example.com/ml", "REELWORKS_IMAGE_TAG": "1.2.3-rc1",
+    }
+
+
+def test_image_names_match_reelworks_settings(chart, monkeypatch):
+    """The chart and reelworks.settings.image() must agree on every flavour's image."""
+    settings = importlib.import_module("reelworks.settings")
+    monkeypatch.setenv("REELWORKS_IMAGE_REGISTRY", "registry.example.com/ml")
+    monkeypatch.setenv("REELWORKS_IMAGE_TAG", "1.2.3")
+    for flavour in ("cpu", "torch", "tf"):
+        objects = render(chart, {"image": {"registry": "registry.example.com/ml", "tag": "1.2.3"},
+                                 "cronJobs": {"tweeter": {"flavour": flavour}}})
+        assert container_of(cronjob(objects, "tweeter"))["image"] == settings.image(flavour)
+
+
+# --------------------------------------------------------------------------- RBAC, network
+
+
+def test_rbac_is_least_privilege(rendered):
+    objects = rendered["defaults"]
+    role = one(objects, "Role")
+    rules = {(tuple(r["apiGroups"]), tuple(sorted(r["resources"]))): sorted(r["verbs"]) for r in role["rules"]}
+    assert rules == {
+        (("kubeflow.org",), ("pytorchjobs", "tfjobs")): ["create", "delete", "get", "list", "watch"],
+        (("",), ("pods", "pods/log")): ["get", "list", "watch"],
+    }
+    for rule in role["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], f"wildcard in {field}"
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+    binding = one(objects, "RoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reelworks"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "reelworks", "namespace": NAMESPACE}]
+    for scenario in SCENARIOS:
+        assert not [o for o in rendered[scenario] if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+
+
+def test_service_account(rendered):
+    sa = one(rendered["custom"], "ServiceAccount")
+    assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/rw"}
+
+
+def test_network_policy(rendered):
+    policy = one(rendered["defaults"], "NetworkPolicy")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "reelworks",
+                                                     "app.kubernetes.io/instance": RELEASE}}
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    assert policy["ingress"] == [], "all ingress denied"
+    dns, pushgateway, https = policy["egress"]
+    assert "to" not in dns and sorted((p["port"], p["protocol"]) for p in dns["ports"]) == [(53, "TCP"), (53, "UDP")]
+    assert pushgateway["ports"] == [{"port": 9091, "protocol": "TCP"}]
+    assert pushgateway["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                                  "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus-pushgateway"}}}]
+    assert https["ports"] == [{"port": 443, "protocol": "TCP"}]
+    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+    for rule in policy["egress"]:
+        assert rule.get("ports"), "every egress rule names its ports"
+    # The policy selects the reelworks pods.
+    for obj in by_kind(rendered["defaults"], "CronJob"):
+        labels = obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_network_policy_extra_egress(rendered):
+    egress = one(rendered["custom"], "NetworkPolicy")["spec"]["egress"]
+    https = egress[2]
+    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
+                           {"ipBlock": {"cidr": "::/0", "except": ["fd00::/8"]}}]
+    assert egress[3] == {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 9000, "protocol": "TCP"}]}
+    assert egress[4] == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "minio"}},
+                                 "podSelector": {"matchLabels": {"app": "minio"}}}],
+                         "ports": [{"port": 9000, "protocol": "TCP"}]}
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+ALERTS_FILE = CHART_DIR / "files" / "alerts.yaml"
+
+
+def _rules(groups):
+    return {r["alert"]: r for g in groups for r in g["rules"] if "alert" in r}
+
+
+def test_prometheus_rule_structure(rendered):
+    rule = one(rendered["defaults"], "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(rule["spec"]) == {"groups"}
+    names = set()
+    for group in rule["spec"]["groups"]:
+        assert set(group) <= {"name", "interval", "rules", "limit", "partial_response_strategy"}
+        assert group["name"] not in names
+        names.add(group["name"])
+        for r in group["rules"]:
+            assert set(r) <= {"alert", "record", "expr", "for", "labels", "annotations", "keep_firing_for"}
+            assert isinstance(r["expr"], str) and r["expr"].strip()
+            assert r["labels"]["severity"] in {"info", "warning", "critical"}
+            assert r["annotations"]["summary"] and r["annotations"]["description"]
+            if "for" in r:
+                assert re.fullmatch(r"(\d+[smhdwy])+", r["for"])
+    alerts = _rules(rule["spec"]["groups"])
+    assert set(alerts) == {"ReelworksJobFailed", "ReelworksJobNotSucceeding",
+                           "ReelworksTweeterNotPublishing", "ReelworksTweetQueueLow"}
+    assert "reelworks_job_failures_total[1h]" in alerts["ReelworksJobFailed"]["expr"]
+    assert "max by (job) (reelworks_job_last_success_timestamp_seconds)" in alerts["ReelworksJobNotSucceeding"]["expr"]
+    assert "max(reelworks_tweeter_last_success_timestamp_seconds)" in alerts["ReelworksTweeterNotPublishing"]["expr"]
+    assert "reelworks_tweet_queue_depth" in alerts["ReelworksTweetQueueLow"]["expr"]
+
+
+def test_prometheus_rule_defaults_are_the_rules_file(rendered):
+    """With default values the PrometheusRule is files/alerts.yaml exactly (which promtool tests)."""
+    rendered_groups = one(rendered["defaults"], "PrometheusRule")["spec"]["groups"]
+    file_groups = yaml.safe_load(ALERTS_FILE.read_text())["groups"]
+    for groups in (rendered_groups, file_groups):
+        for rule in (r for g in groups for r in g["rules"]):
+            rule["expr"] = rule["expr"].strip()
+    assert rendered_groups == file_groups
+
+
+def test_prometheus_rule_thresholds_and_labels_from_values(chart):
+    objects = render(chart, {"prometheusRule": {
+        "jobStaleSeconds": 180000, "tweeterIntervalSeconds": 14400, "tweetQueueMin": 12,
+        "labels": {"release": "kube-prometheus-stack"}, "alertLabels": {"team": "ml-platform", "severity": "page"}}})
+    rule = one(objects, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = _rules(rule["spec"]["groups"])
+    assert alerts["ReelworksJobNotSucceeding"]["expr"].endswith("(reelworks_job_last_success_timestamp_seconds) > 180000")
+    assert alerts["ReelworksTweeterNotPublishing"]["expr"].endswith("> 2 * 14400")
+    assert alerts["ReelworksTweetQueueLow"]["expr"].endswith(") < 12")
+    assert alerts["ReelworksJobFailed"]["expr"].strip().endswith("> 0")
+    for alert in alerts.values():
+        assert alert["labels"]["team"] == "ml-platform"
+        assert alert["labels"]["severity"] != "page", "an alert's own severity wins over alertLabels"
+
+
+def test_prometheus_rule_can_be_disabled(rendered):
+    assert not by_kind(rendered["custom"], "PrometheusRule")
+
+
+DASHBOARD_METRICS = [
+    "reelworks_job_duration_seconds", "reelworks_job_items_processed_total",
+    "reelworks_job_failures_total", "reelworks_job_last_success_timestamp_seconds",
+    "reelworks_train_loss", "reelworks_train_learning_rate", "reelworks_train_tokens_per_second",
+    "reelworks_train_val_perplexity",
+    "reelworks_tweets_published_total", "reelworks_tweet_failures_total", "reelworks_tweet_queue_depth",
+    "reelworks_tweeter_last_success_timestamp_seconds",
+]
+
+
+def test_dashboard_json():
+    dashboard = json.loads((CHART_DIR / "files" / "dashboard.json").read_text())
+    assert dashboard["uid"] and dashboard["title"] and isinstance(dashboard["schemaVersion"], int)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    panels = dashboard["panels"]
+    rows = [p["title"] for p in panels if p["type"] == "row"]
+    assert rows == ["All jobs", "Training", "Tweeter"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    exprs = []
+    for panel in panels:
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"]) and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            exprs.append(target["expr"])
+    text = "\n".join(exprs)
+    for metric in DASHBOARD_METRICS:
+        assert re.search(rf"\b{metric}\b", text), f"no panel shows {metric}"
+    assert re.search(r"sum by \([^)]*reason[^)]*\) \(reelworks_job_failures_total", text)
+    assert re.search(r"sum by \([^)]*reason[^)]*\) \(reelworks_tweet_failures_total", text)
+    assert "time() - max by (job) (reelworks_job_last_success_timestamp_seconds" in text
+    assert "time() - max(reelworks_tweeter_last_success_timestamp_seconds)" in text
+
+
+def test_dashboard_configmap(rendered):
+    configmap = one(rendered["defaults"], "ConfigMap", "reelworks-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(configmap["data"]["reelworks.json"]) == json.loads(
+        (CHART_DIR / "files" / "dashboard.json").read_text())
+    custom = one(rendered["custom"], "ConfigMap", "reelworks-dashboard")
+    assert custom["metadata"]["labels"]["dashboards"] == "reelworks"
+    assert "grafana_dashboard" not in custom["metadata"]["labels"]
+    assert custom["metadata"]["annotations"] == {"grafana_folder": "ML"}
+    assert custom["metadata"]["namespace"] == "monitoring"
+    assert not [o for o in rendered["minimal"] if o["metadata"]["name"].endswith("-dashboard")]
+
+
+# --------------------------------------------------------------------------- k8s/
+
+
+def test_k8s_manifests_match_the_chart(helm):
+    sys.path.insert(0, str(ROOT / "helm"))
+    try:
+        render_k8s = importlib.import_module("render_k8s")
+    finally:
+        sys.path.remove(str(ROOT / "helm"))
+    files = render_k8s.render()
+    stale = render_k8s.drift(files)
+    assert not stale, (f"k8s/ is out of date with helm/reelworks ({', '.join(stale)}); "
+                       f"regenerate it with `{render_k8s.COMMAND}`")
+    kustomization = yaml.safe_load((ROOT / "k8s" / "kustomization.yaml").read_text())
+    listed = kustomization["resources"]
+    on_disk = sorted(p.name for p in (ROOT / "k8s").glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(listed) == on_disk
