@@ -124,7 +124,9 @@ def pushgateway(require_tool, tmp_path):
     binary = require_tool("prometheus-pushgateway", "pushgateway", "/usr/bin/prometheus-pushgateway")
     port = free_port()
     log = open(tmp_path / "pushgateway.log", "w")
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log)
+    # Debian's default persists to /var/lib: each test gets an empty gateway instead.
+    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file="],
+                            stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/-/ready")

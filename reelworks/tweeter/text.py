@@ -19,3 +19,12 @@ def weighted_length(text: str) -> int:
 
 def fits(text: str, limit: int = MAX_WEIGHTED_LENGTH) -> bool:
     return weighted_length(text) <= limit
+
+
+def is_valid(text: str) -> bool:
+    """X would accept it: not empty, no invalid characters, within the weighted limit."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from twitter_text import parse_tweet
+
+    return bool(parse_tweet(text).valid)

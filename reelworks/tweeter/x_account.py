@@ -1,0 +1,267 @@
+"""The X account the tweeter posts as: tweepy's v2 `Client` with OAuth 1.0a user context.
+
+Credentials come from the environment (the chart fills it from a Kubernetes Secret):
+X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET. They never appear in logs or
+error messages: errors are built from status codes and X's own messages, passed through
+`Credentials.redact`, and the OAuth libraries' debug logging (which prints the signed
+Authorization header) is silenced.
+
+Every failure becomes one of a few errors the publisher acts on:
+`Duplicate` (X already has this exact text: counts as posted), `RateLimited` (429, with the
+reset time), `AuthFailed` (401, or a 403 that is not a duplicate), `Rejected` (other 4xx:
+X will never take this request), `Transient` (5xx, timeouts, connection errors: the tweet
+may or may not exist, so retry only after looking).
+"""
+from __future__ import annotations
+
+import contextlib
+import html
+import io
+import logging
+import os
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Iterator, Protocol
+
+from reelworks.errors import ReelworksError
+
+log = logging.getLogger(__name__)
+
+CREDENTIAL_ENV = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
+# Loggers that print the signed OAuth header (consumer key, token) at DEBUG.
+_LEAKY_LOGGERS = ("oauthlib", "requests_oauthlib")
+RECENT_PAGES = 3  # up to 300 recent posts are searched when reconciling
+
+
+class XError(Exception):
+    """A failed call to X; `reason` is the metric label."""
+
+    reason = "x_error"
+
+
+class Duplicate(XError):
+    reason = "duplicate"
+
+
+class RateLimited(XError):
+    reason = "rate_limited"
+
+    def __init__(self, message: str, reset_at: float | None):
+        super().__init__(message)
+        self.reset_at = reset_at
+
+
+class AuthFailed(XError):
+    reason = "auth"
+
+
+class Rejected(XError):
+    reason = "rejected"
+
+
+class Transient(XError):
+    reason = "network"
+
+
+class Account(Protocol):
+    """Where tweets go: X itself, or the dry-run outbox."""
+
+    def verify(self) -> str: ...
+
+    def post(self, text: str, *, reply_to: str | None = None, media_ids: list[str] | None = None,
+             plot_id: str = "", part: int = 0) -> str: ...
+
+    def find_posted(self, texts: list[str], since: float) -> dict[str, str]: ...
+
+    def upload_image(self, data: bytes, source: str) -> str: ...
+
+
+def same_text(a: str, b: str) -> bool:
+    """X returns `&amp;`-escaped, NFC text; compare what a reader would see."""
+    def norm(s: str) -> str:
+        return " ".join(unicodedata.normalize("NFC", html.unescape(s)).split())
+
+    return norm(a) == norm(b)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str
+    api_secret: str
+    access_token: str
+    access_token_secret: str
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Credentials":
+        environ = os.environ if environ is None else environ
+        missing = [name for name in CREDENTIAL_ENV if not environ.get(name, "").strip()]
+        if missing:
+            raise ReelworksError(f"X credentials missing: set {', '.join(missing)} (the chart takes them "
+                                 "from the twitter.credentialsSecret Secret); nothing was claimed or posted")
+        return cls(*(environ[name].strip() for name in CREDENTIAL_ENV))
+
+    def __repr__(self) -> str:  # never print the values, even by accident
+        return "Credentials(<redacted>)"
+
+    def values(self) -> tuple[str, ...]:
+        return (self.api_key, self.api_secret, self.access_token, self.access_token_secret)
+
+    def redact(self, text: str) -> str:
+        for value in self.values():
+            if value:
+                text = text.replace(value, "<redacted>")
+        return text
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites any record that would print a credential (belt and braces: none should)."""
+
+    def __init__(self, credentials: Credentials):
+        super().__init__()
+        self.credentials = credentials
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self.credentials.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+@contextlib.contextmanager
+def guarded_logging(credentials: Credentials) -> Iterator[None]:
+    """Silence the OAuth debug loggers and redact credentials from every handler's output."""
+    for name in _LEAKY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    guard = RedactSecrets(credentials)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(guard)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(guard)
+
+
+def _timeout_adapter(timeout: float):
+    """tweepy's v2 Client sets no timeout: without one a stuck connection hangs the job."""
+    from requests.adapters import HTTPAdapter
+
+    class TimeoutAdapter(HTTPAdapter):
+        def send(self, request, **kwargs):
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = timeout
+            return super().send(request, **kwargs)
+
+    return TimeoutAdapter()
+
+
+def _is_duplicate(exc) -> bool:
+    # v2: 403 "You are not allowed to create a Tweet with duplicate content."; v1.1: code 187.
+    return 187 in getattr(exc, "api_codes", []) or any(
+        "duplicate" in str(m).lower() for m in getattr(exc, "api_messages", []))
+
+
+class XAccount:
+    """Posts through tweepy (v2 tweets, v1.1 media upload) and reports failures as `XError`s."""
+
+    def __init__(self, credentials: Credentials, timeout: float = 30):
+        import tweepy
+
+        self.credentials = credentials
+        self.client = tweepy.Client(consumer_key=credentials.api_key, consumer_secret=credentials.api_secret,
+                                    access_token=credentials.access_token,
+                                    access_token_secret=credentials.access_token_secret)
+        self.client.session.mount("https://", _timeout_adapter(timeout))
+        auth = tweepy.OAuth1UserHandler(credentials.api_key, credentials.api_secret,
+                                        credentials.access_token, credentials.access_token_secret)
+        self.api = tweepy.API(auth, timeout=timeout)  # v1.1, for media upload only
+        self.user_id: str | None = None
+        self.username = ""
+
+    @classmethod
+    def from_env(cls, timeout: float = 30) -> "XAccount":
+        return cls(Credentials.from_env(), timeout=timeout)
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """tweepy's and requests' exceptions as `XError`s with redacted one-line messages."""
+        import requests
+        import tweepy
+
+        def message(exc) -> str:
+            text = " ".join(str(exc).split())
+            return self.credentials.redact(f"{what}: {text}")[:300]
+
+        try:
+            yield
+        except tweepy.TooManyRequests as exc:
+            reset = getattr(exc, "reset_time", None)
+            if reset is None:
+                header = exc.response.headers.get("x-rate-limit-reset")
+                reset = int(header) if header and header.isdigit() else None
+            raise RateLimited(message(exc), float(reset) if reset is not None else None) from None
+        except tweepy.Unauthorized as exc:
+            raise AuthFailed(message(exc) + " (check X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN, "
+                                            "X_ACCESS_TOKEN_SECRET)") from None
+        except tweepy.Forbidden as exc:
+            if _is_duplicate(exc):
+                raise Duplicate(message(exc)) from None
+            raise AuthFailed(message(exc) + " (the app needs Read and Write permission and "
+                                            "user-context access to this endpoint)") from None
+        except tweepy.TwitterServerError as exc:
+            error = Transient(message(exc))
+            error.reason = "server_error"
+            raise error from None
+        except tweepy.HTTPException as exc:
+            raise Rejected(message(exc)) from None
+        except requests.Timeout as exc:
+            error = Transient(self.credentials.redact(f"{what}: timed out ({type(exc).__name__})"))
+            error.reason = "timeout"
+            raise error from None
+        except (requests.RequestException, tweepy.TweepyException) as exc:
+            # v1.1 wraps network errors as TweepyException("Failed to send request: ...").
+            raise Transient(self.credentials.redact(f"{what}: {type(exc).__name__}: {exc}")[:300]) from None
+
+    def verify(self) -> str:
+        """Check the credentials (GET /2/users/me) and learn the account's id."""
+        with self._errors("X GET /2/users/me"):
+            me = self.client.get_me(user_auth=True).data
+        self.user_id, self.username = str(me.id), me.username
+        return f"@{me.username}"
+
+    def post(self, text: str, *, reply_to: str | None = None, media_ids: list[str] | None = None,
+             plot_id: str = "", part: int = 0) -> str:
+        with self._errors("X POST /2/tweets"):
+            response = self.client.create_tweet(text=text, in_reply_to_tweet_id=reply_to,
+                                                media_ids=media_ids or None, user_auth=True)
+        return str(response.data["id"])
+
+    def find_posted(self, texts: list[str], since: float) -> dict[str, str]:
+        """Which of `texts` the account posted since `since` (GET /2/users/:id/tweets)."""
+        if self.user_id is None:
+            self.verify()
+        start = datetime.fromtimestamp(since, timezone.utc).replace(microsecond=0)
+        found: dict[str, str] = {}
+        token = None
+        for _ in range(RECENT_PAGES):
+            with self._errors("X GET /2/users/:id/tweets"):
+                response = self.client.get_users_tweets(self.user_id, start_time=start, max_results=100,
+                                                        pagination_token=token, user_auth=True)
+            for tweet in response.data or []:
+                for text in texts:
+                    if text not in found and same_text(tweet.text, text):
+                        found[text] = str(tweet.id)
+            token = (response.meta or {}).get("next_token")
+            if not token or len(found) == len(texts):
+                break
+        return found
+
+    def upload_image(self, data: bytes, source: str) -> str:
+        """Upload an image (v1.1 simple upload); `source` is its URI, whose name gives the type."""
+        with self._errors("X POST media/upload"):
+            media = self.api.media_upload(PurePosixPath(source).name or "image.png", file=io.BytesIO(data))
+        return str(media.media_id_string)
