@@ -36,9 +36,10 @@ system-deps:
 	fi
 
 demo: install system-deps
-	$(BIN)/reelworks run plotbot --local --pipeline-root $(DEMO)/pipeline-root --param workdir=$(DEMO)/plotbot
+	$(BIN)/reelworks run plotbot --local --pipeline-root $(DEMO)/pipeline-root --param queue_uri=$(DEMO)/plotbot/queue.jsonl
 	$(BIN)/reelworks tweeter publish --queue $(DEMO)/plotbot/queue.jsonl --dry-run
-	$(BIN)/reelworks tweeter status --queue $(DEMO)/plotbot/queue.jsonl
+	$(BIN)/reelworks tweeter status --queue $(DEMO)/plotbot/queue.jsonl --dry-run
+	@echo; echo "Reports (open in a browser):"; find $(DEMO)/pipeline-root -name '*.html' | sort
 
 test: install system-deps
 	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)

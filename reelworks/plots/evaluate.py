@@ -1,0 +1,93 @@
+"""The plot bot's evaluation report: how well it models plots and how usable its output is.
+
+Validation perplexity of GPT-2 and the LSTM baseline (same validation split, same tokenizer)
+against a unigram baseline, curation pass rate and drop reasons, distinct-1/2 (share of
+unique word uni/bigrams in the generated plots), memorisation rate (plots sharing a long
+n-gram with a real plot) and ten sample plots. Writes `report.md`, `report.html`,
+`metrics.json` and `evaluation.json` below the output URI.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from reelworks import storage
+from reelworks.errors import ReelworksError
+from reelworks.metrics import job_metrics
+from reelworks.plots.curate import words
+from reelworks.plots.train import MANIFEST
+from reelworks.reports import Report
+
+log = logging.getLogger(__name__)
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Unique n-grams / all n-grams over the texts (0 when there are none)."""
+    grams = [tuple(ws[i:i + n]) for ws in map(words, texts) for i in range(len(ws) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def _manifest(uri: str, what: str) -> dict:
+    path = storage.join(uri, MANIFEST)
+    if not storage.exists(path):
+        raise ReelworksError(f"{uri} is not a finished `plots train` output ({what}: no {MANIFEST})")
+    return json.loads(storage.read_text(path))
+
+
+def evaluate(gpt2_uri: str, curated_uri: str, samples_uri: str, output_uri: str, lstm_uri: str | None = None) -> Report:
+    from reelworks.plots.generate import read_samples
+
+    with job_metrics("plots_evaluate"):
+        gpt2 = _manifest(gpt2_uri, "GPT-2")
+        lstm = _manifest(lstm_uri, "LSTM") if lstm_uri else None
+        curation_file = storage.join(curated_uri, "curation.json")
+        if not storage.exists(curation_file):
+            raise ReelworksError(f"{curated_uri} is not a finished `plots curate` output (no curation.json)")
+        curation = json.loads(storage.read_text(curation_file))
+        samples = read_samples(samples_uri)
+        kept = [json.loads(line) for line in storage.read_text(storage.join(curated_uri, "plots.jsonl")).splitlines()
+                if line.strip()]
+        plots = [s["plot"] for s in samples if s.get("plot")]
+
+        report = Report("Plot bot evaluation")
+        report.heading("Language models (validation split)")
+        rows = [("GPT-2" + (" (tiny preset)" if gpt2.get("preset") == "tiny" else f" ({gpt2.get('base_model')})"),
+                 gpt2["val_perplexity"], gpt2["parameters"], gpt2["steps"], gpt2["world_size"])]
+        if lstm:
+            rows.append(("LSTM baseline", lstm["val_perplexity"], lstm["parameters"], lstm["steps"], lstm["world_size"]))
+        rows.append(("unigram baseline", gpt2["unigram_perplexity"], gpt2["vocab_size"], 0, 0))
+        report.table(["model", "validation perplexity", "parameters", "steps", "workers"], rows)
+        report.text(f"GPT-2 validation perplexity {gpt2['val_perplexity']:.2f} against a unigram baseline of "
+                    f"{gpt2['unigram_perplexity']:.2f}" + (f" and {lstm['val_perplexity']:.2f} for the LSTM."
+                                                           if lstm else "."))
+        with report.figure("perplexity", "Validation perplexity (lower is better, log scale)", size=(6, 3)) as ax:
+            ax.barh([r[0] for r in rows], [r[1] for r in rows], color=["#4c72b0", "#dd8452", "#8c8c8c"][:len(rows)])
+            ax.set_xscale("log")
+            ax.set_xlabel("perplexity")
+        report.heading("Generated plots")
+        dropped = {r: c for r, c in curation["dropped"].items() if c}
+        report.text(f"{curation['kept']} of {curation['samples']} plots passed curation "
+                    f"({curation['pass_rate']:.0%}).")
+        if dropped:
+            report.table(["dropped because", "plots"], sorted(dropped.items(), key=lambda kv: -kv[1]))
+        d1, d2 = distinct_n(plots, 1), distinct_n(plots, 2)
+        report.table(["measure", "value"], [("distinct-1", d1), ("distinct-2", d2),
+                                            ("memorisation rate", curation["memorisation_rate"])])
+        shown = kept[:10] or [{"title": s["title"], "plot": s["plot"]} for s in samples[:10]]
+        report.heading("Ten sample plots" + ("" if kept else " (none passed curation: raw samples)"))
+        report.table(["title", "plot"], [(s["title"], s["plot"]) for s in shown])
+
+        report.metric("gpt2_val_perplexity", gpt2["val_perplexity"])
+        report.metric("unigram_val_perplexity", gpt2["unigram_perplexity"])
+        if lstm:
+            report.metric("lstm_val_perplexity", lstm["val_perplexity"])
+        report.metric("curation_pass_rate", curation["pass_rate"])
+        report.metric("distinct_1", d1)
+        report.metric("distinct_2", d2)
+        report.metric("memorisation_rate", curation["memorisation_rate"])
+        report.save(output_uri)
+        storage.write_text(storage.join(output_uri, "evaluation.json"),
+                           json.dumps({**report.metrics, "dropped": curation["dropped"],
+                                       "samples": [{"title": s["title"], "plot": s["plot"]} for s in shown]}, indent=2))
+        log.info("evaluation: %s", {k: round(v, 4) for k, v in report.metrics.items()})
+        return report

@@ -1,0 +1,507 @@
+"""`plots train`: fine-tune a causal LM (or the LSTM baseline) on `plots prep` output, data-parallel.
+
+`train(...)` is the launcher the CLI and the component call. It checks the inputs, writes
+the run's `TrainConfig` next to its checkpoints and starts the workers:
+
+- `launcher="local"`: in this process (`nproc=1`) or `torchrun --nproc-per-node N` (gloo on
+  CPU, NCCL on GPU);
+- `launcher="pytorchjob"`: a Kubeflow Training Operator PyTorchJob with `workers` x
+  `gpus_per_worker`, running the same entry point (`python -m reelworks.plots.train`).
+
+Workers pack the text into `block_size` chunks, train with AdamW, warmup + cosine, gradient
+accumulation, bf16 on GPU and optionally `torch.compile`, checkpoint every
+`checkpoint_every` steps (model, optimizer, scheduler, RNG, data position) and resume from
+the newest complete checkpoint. Rank 0 logs and pushes `reelworks_train_*` metrics and
+saves the final model (`save_pretrained`, safetensors) with its tokenizer, then
+`training.json` (the completion marker of the output).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from reelworks import storage
+from reelworks.errors import ReelworksError
+from reelworks.plots import checkpoints
+from reelworks.plots.corpus import END
+
+log = logging.getLogger("reelworks.plots.train")  # also when run as __main__ by torchrun
+ARCHS = ("gpt2", "lstm")
+PRESETS = ("tiny", "")
+LAUNCHERS = ("local", "pytorchjob")
+MANIFEST = "training.json"
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    output: str
+    checkpoint_dir: str = ""  # default: {output}/checkpoints
+    arch: str = "gpt2"
+    preset: str = "tiny"  # "tiny": small random-init GPT-2 + BPE tokenizer trained on the corpus
+    base_model: str = "gpt2"  # Hub id, local folder or s3:// prefix (when preset is "")
+    tokenizer: str = ""  # reuse this tokenizer (e.g. the GPT-2 run's, so perplexities compare)
+    vocab_size: int = 4096
+    block_size: int = 128
+    batch_size: int = 16  # sequences per worker per micro-step
+    grad_accum: int = 1
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 30
+    max_steps: int = 0  # 0: derive from `epochs`
+    epochs: float = 1.0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # 0: only at the end
+    log_every: int = 20
+    seed: int = 0
+    compile: bool = False
+    hidden: int = 256  # LSTM width
+    job: str = ""  # metrics job name; default plots_train[_lstm]
+    threads: int = 0  # torch CPU threads per process (0: torch's default; torchrun sets 1)
+
+    def __post_init__(self):
+        self.checkpoint_dir = self.checkpoint_dir or storage.join(self.output, "checkpoints")
+        self.job = self.job or ("plots_train" if self.arch == "gpt2" else f"plots_train_{self.arch}")
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        data = json.loads(text)
+        return cls(**{k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}})
+
+
+# =========================================================================== launcher
+
+
+def train(data: str, output: str, *, nproc: int = 1, launcher: str = "local", workers: int = 1,
+          gpus_per_worker: int = 0, namespace: str | None = None, image: str | None = None,
+          **options) -> dict:
+    """Train on `plots prep` output at `data`; the model lands at `output`. Returns training.json."""
+    config = TrainConfig(data=data, output=output, **options)
+    _check(config, nproc, launcher)
+    if launcher == "pytorchjob":
+        return _run_pytorchjob(config, workers, gpus_per_worker, namespace, image)
+    config_uri = storage.join(config.checkpoint_dir, "config.json")
+    storage.write_text(config_uri, json.dumps(dataclasses.asdict(config), indent=2))
+    if nproc == 1:
+        run_worker(config)
+    else:
+        _run_torchrun(config_uri, nproc)
+    return json.loads(storage.read_text(storage.join(output, MANIFEST)))
+
+
+def _check(config: TrainConfig, nproc: int, launcher: str) -> None:
+    from reelworks.plots.models import check_base_model, load_tokenizer
+
+    if config.arch not in ARCHS:
+        raise ReelworksError(f"unknown --arch {config.arch!r}; expected one of {', '.join(ARCHS)}")
+    if config.preset not in PRESETS:
+        raise ReelworksError(f"unknown --preset {config.preset!r}; expected 'tiny' or '' (use --base-model)")
+    if launcher not in LAUNCHERS:
+        raise ReelworksError(f"unknown launcher {launcher!r}; expected one of {', '.join(LAUNCHERS)}")
+    if nproc < 1:
+        raise ReelworksError(f"--nproc must be at least 1, got {nproc}")
+    for name in ("block_size", "batch_size", "grad_accum", "checkpoint_every", "log_every"):
+        if getattr(config, name) < 1:
+            raise ReelworksError(f"--{name.replace('_', '-')} must be at least 1")
+    if not storage.exists(storage.join(config.data, "prep.json")):
+        raise ReelworksError(f"{config.data} is not a complete `plots prep` output (no prep.json)")
+    if config.tokenizer:
+        load_tokenizer(config.tokenizer)
+    elif config.arch == "gpt2" and not config.preset:
+        check_base_model(config.base_model)
+
+
+def _run_torchrun(config_uri: str, nproc: int) -> None:
+    """torchrun on this machine; its output is passed through and its `error:` line kept."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
+               "--master-addr=127.0.0.1", f"--master-port={free_port()}",
+               "-m", "reelworks.plots.train", "--config", config_uri]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    log.info("starting %d training processes: %s", nproc, " ".join(command[2:]))
+    error = ""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+        for line in proc.stdout:
+            sys.stderr.write(line)
+            if line.startswith("error: "):
+                error = line[len("error: "):].strip()
+        code = proc.wait()
+    if code != 0:
+        raise ReelworksError(error or f"training failed: torchrun exited with {code} (see the log above)")
+
+
+def _run_pytorchjob(config: TrainConfig, workers: int, gpus: int, namespace: str | None, image: str | None) -> dict:
+    """Run the workers as a PyTorchJob; inputs and outputs must be on S3 for the pods to see them."""
+    from reelworks import settings, training_operator
+
+    final_output = config.output
+    if not storage.is_s3(config.checkpoint_dir):
+        raise ReelworksError("launcher pytorchjob needs an s3:// checkpoint URI that the training pods can reach")
+    if not storage.is_s3(config.data):  # e.g. a KFP artifact path in the launcher pod: stage it
+        staged = storage.join(config.checkpoint_dir, "data")
+        storage.sync_up(config.data, staged)
+        config.data = staged
+    if not storage.is_s3(config.output):
+        config.output = storage.join(config.checkpoint_dir, "final")
+    config_uri = storage.join(config.checkpoint_dir, "config.json")
+    storage.write_text(config_uri, json.dumps(dataclasses.asdict(config), indent=2))
+    job = training_operator.pytorch_job(
+        name=training_operator.job_name(f"plots-train-{config.arch}"), image=image or settings.image("torch"),
+        command=["torchrun", "-m", "reelworks.plots.train", "--config", config_uri],
+        workers=workers, gpus_per_worker=gpus, env={"TOKENIZERS_PARALLELISM": "false"}, namespace=namespace)
+    training_operator.run(job)
+    if config.output != final_output:
+        storage.sync_down(config.output, Path(storage.parse(final_output).path))
+    return json.loads(storage.read_text(storage.join(final_output, MANIFEST)))
+
+
+# =========================================================================== worker
+
+
+class _Data:
+    """Token blocks of one split, in a deterministic per-epoch order shared by all ranks."""
+
+    def __init__(self, ids, block_size: int, seed: int):
+        import numpy as np
+
+        n = (len(ids) - 1) // block_size
+        if n < 1:
+            raise ReelworksError(f"too little text for one block of {block_size} tokens: use more data "
+                                 "or a smaller --block-size")
+        self.blocks = np.asarray(ids[: n * block_size], dtype=np.int64).reshape(n, block_size)
+        self.seed = seed
+        self._orders: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def batch(self, position: int, size: int):
+        """Blocks at global stream positions [position, position+size): epochs back to back."""
+        import numpy as np
+        import torch
+
+        rows = []
+        for p in range(position, position + size):
+            epoch, index = divmod(p, len(self.blocks))
+            if epoch not in self._orders:
+                self._orders = {epoch: np.random.default_rng(self.seed + epoch).permutation(len(self.blocks))}
+            rows.append(self._orders[epoch][index])
+        return torch.from_numpy(self.blocks[rows])
+
+
+def _tokenize(tokenizer, lines: list[str]) -> list[int]:
+    ids: list[int] = []
+    for encoded in tokenizer(lines, add_special_tokens=False)["input_ids"]:
+        ids.extend(encoded)
+    return ids
+
+
+def _tokenizer(config: TrainConfig, rank: int, barrier):
+    """The run's tokenizer: given, the base model's, or BPE trained once and kept with the checkpoints."""
+    from reelworks.plots.models import load_tokenizer, train_tokenizer
+    from reelworks.plots.prep import read_lines
+
+    if config.tokenizer:
+        return load_tokenizer(config.tokenizer)
+    if config.arch == "gpt2" and not config.preset:
+        return load_tokenizer(config.base_model)
+    # Trained once by rank 0 and stored with the checkpoints, so a resumed run (and every
+    # other rank, on any node) uses exactly the same vocabulary.
+    uri = storage.join(config.checkpoint_dir, "tokenizer")
+    marker = storage.join(config.checkpoint_dir, "tokenizer.done")
+    if rank == 0 and not storage.exists(marker):
+        tokenizer = train_tokenizer(read_lines(config.data, "train.txt"), config.vocab_size)
+        with tempfile.TemporaryDirectory() as tmp:
+            tokenizer.save_pretrained(tmp)
+            storage.sync_up(tmp, uri)
+        storage.write_text(marker, "complete\n")
+    barrier()
+    with tempfile.TemporaryDirectory() as tmp:
+        storage.sync_down(uri, tmp)
+        return load_tokenizer(tmp)
+
+
+def _build_model(config: TrainConfig, tokenizer):
+    from reelworks.plots.models import lstm_class, pretrained_causal_lm, tiny_gpt2
+
+    if config.arch == "lstm":
+        return lstm_class()(len(tokenizer), hidden=config.hidden)
+    if config.preset == "tiny":
+        return tiny_gpt2(tokenizer, config.block_size)
+    return pretrained_causal_lm(config.base_model, tokenizer)
+
+
+def unigram_perplexity(train_ids, valid_ids, vocab_size: int) -> float:
+    """Perplexity of add-one unigram frequencies: the floor any real language model must beat."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(train_ids), minlength=vocab_size).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    return float(np.exp(-logp[np.asarray(valid_ids)].mean()))
+
+
+def run_worker(config: TrainConfig) -> dict | None:
+    """One training process (rank from torchrun's environment, or a single process)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if config.threads:
+        # Tiny models gain little from intra-op threads, and on a busy machine spinning
+        # OpenMP threads are several times slower than one.
+        torch.set_num_threads(config.threads)
+    try:
+        return _run_worker(config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_worker(config: TrainConfig) -> dict | None:
+    import torch
+    import torch.distributed as dist
+
+    from reelworks.metrics import JobMetrics
+    from reelworks.plots.prep import read_lines
+    from reelworks.progress import track
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # packed blocks need no attention mask: no warnings about it
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+
+    def barrier():
+        if world > 1:
+            dist.barrier()
+
+    torch.manual_seed(config.seed + rank)
+    tokenizer = _tokenizer(config, rank, barrier)
+    train_ids = _tokenize(tokenizer, read_lines(config.data, "train.txt"))
+    valid_ids = _tokenize(tokenizer, read_lines(config.data, "valid.txt"))
+    train_data = _Data(train_ids, config.block_size, config.seed)
+    valid_data = _Data(valid_ids, config.block_size, config.seed)
+    per_step = config.batch_size * config.grad_accum * world  # blocks per optimizer step, all ranks
+    max_steps = config.max_steps or max(1, math.ceil(config.epochs * len(train_data) / per_step))
+
+    torch.manual_seed(config.seed)  # same initial weights on every rank
+    model = _build_model(config, tokenizer).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  betas=(0.9, 0.95), fused=cuda)
+    from transformers import get_cosine_schedule_with_warmup
+
+    scheduler = get_cosine_schedule_with_warmup(optimizer, min(config.warmup_steps, max_steps // 2), max_steps)
+
+    def load(folder: Path, step: int) -> dict:
+        from safetensors.torch import load_model
+
+        load_model(model, str(folder / "model.safetensors"), device=str(device))
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=device))
+        scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+        rng = torch.load(folder / "rng.pt", weights_only=True)
+        state = json.loads((folder / "state.json").read_text())
+        if rank < len(rng["cpu"]):
+            torch.set_rng_state(rng["cpu"][rank])
+            if cuda and rng.get("cuda"):
+                torch.cuda.set_rng_state(rng["cuda"][rank])
+        return state
+
+    resumed = checkpoints.load_newest(config.checkpoint_dir, load)
+    step, position, state = (resumed[0], resumed[1]["position"], resumed[1]) if resumed else (0, 0, {})
+    if resumed:
+        log.info("resumed from checkpoint %s (step %d of %d)", checkpoints.name(step), step, max_steps)
+    if world > 1:  # every rank must have picked the same checkpoint
+        steps = [None] * world
+        dist.all_gather_object(steps, step)
+        if len(set(steps)) != 1:
+            raise ReelworksError(f"ranks resumed from different checkpoints: {steps}")
+
+    raw_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
+    if config.compile:
+        model = torch.compile(model)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+
+    def evaluate() -> float:
+        model.eval()
+        total = torch.zeros(2, dtype=torch.float64, device=device)
+        with torch.no_grad(), autocast:
+            for start in range(rank * config.batch_size, len(valid_data), world * config.batch_size):
+                x = torch.from_numpy(valid_data.blocks[start:start + config.batch_size]).to(device)
+                total += torch.tensor([model(input_ids=x, labels=x).loss.item() * len(x), len(x)],
+                                      dtype=torch.float64, device=device)
+        if world > 1:
+            dist.all_reduce(total)
+        model.train()
+        return math.exp(total[0].item() / max(total[1].item(), 1.0))
+
+    def save_checkpoint(at_step: int, at_position: int) -> None:
+        rng = {"cpu": [torch.get_rng_state()], "cuda": [torch.cuda.get_rng_state()] if cuda else []}
+        if world > 1:
+            gathered = [None] * world
+            dist.all_gather_object(gathered, rng)
+            rng = {"cpu": [g["cpu"][0] for g in gathered], "cuda": [g["cuda"][0] for g in gathered if g["cuda"]]}
+        if rank == 0:
+            def write(folder: Path) -> None:
+                from safetensors.torch import save_model
+
+                save_model(raw_model, str(folder / "model.safetensors"))
+                torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+                torch.save(scheduler.state_dict(), folder / "scheduler.pt")
+                torch.save(rng, folder / "rng.pt")
+                (folder / "state.json").write_text(json.dumps(
+                    {"step": at_step, "position": at_position, "max_steps": max_steps, "world_size": world,
+                     "tokens_seen": at_position * config.block_size}))
+
+            checkpoints.save(config.checkpoint_dir, at_step, write, keep=config.keep_checkpoints)
+            log.info("checkpoint %s saved", checkpoints.name(at_step))
+        barrier()  # nobody runs ahead while rank 0 writes: the saved state is the state of all
+
+    metrics = JobMetrics(config.job) if rank == 0 else None
+    gauges = {}
+    if metrics:
+        for name, doc in [("loss", "Training loss (mean over workers)"), ("learning_rate", "Learning rate"),
+                          ("tokens_per_second", "Training throughput, all workers"),
+                          ("val_perplexity", "Validation perplexity")]:
+            gauges[name] = metrics.gauge(f"reelworks_train_{name}", doc)
+    if rank == 0:
+        log.info("training %s (%s parameters) on %d blocks of %d tokens: %d steps of %d blocks, "
+                 "world size %d, %s", config.arch, f"{sum(p.numel() for p in raw_model.parameters()):,}",
+                 len(train_data), config.block_size, max_steps, per_step, world, device)
+
+    model.train()
+    tokens_per_step = per_step * config.block_size
+    window_start, window_steps, last_push, loss_sum = time.perf_counter(), 0, 0.0, torch.zeros(1, device=device)
+    steps = range(step, max_steps)
+    for step in track(steps, "training", total=len(steps), unit="step") if rank == 0 else steps:
+        for micro in range(config.grad_accum):
+            start = position + (micro * world + rank) * config.batch_size
+            x = train_data.batch(start, config.batch_size).to(device, non_blocking=True)
+            sync = micro == config.grad_accum - 1 or world == 1
+            # Between accumulation micro-steps DDP need not all-reduce gradients.
+            context = model.no_sync() if not sync and hasattr(model, "no_sync") else contextlib.nullcontext()
+            with context:
+                with autocast:
+                    loss = model(input_ids=x, labels=x).loss / config.grad_accum
+                loss.backward()
+            loss_sum += loss.detach()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        position += per_step
+        window_steps += 1
+        done = step + 1
+        if done % config.log_every == 0 or done == max_steps:
+            if world > 1:
+                dist.all_reduce(loss_sum)
+            elapsed = time.perf_counter() - window_start
+            mean_loss = loss_sum.item() / window_steps / world
+            speed = window_steps * tokens_per_step / max(elapsed, 1e-9)
+            if metrics:
+                log.info("step %d/%d loss %.4f lr %.2e %.0f tokens/s", done, max_steps, mean_loss,
+                         scheduler.get_last_lr()[0], speed)
+                gauges["loss"].set(mean_loss)
+                gauges["learning_rate"].set(scheduler.get_last_lr()[0])
+                gauges["tokens_per_second"].set(speed)
+                if time.monotonic() - last_push > 10:
+                    metrics.push()
+                    last_push = time.monotonic()
+            window_start, window_steps, loss_sum = time.perf_counter(), 0, torch.zeros(1, device=device)
+        if config.eval_every and done % config.eval_every == 0 and done < max_steps:
+            ppl = evaluate()
+            if metrics:
+                log.info("step %d validation perplexity %.2f", done, ppl)
+                gauges["val_perplexity"].set(ppl)
+        if done % config.checkpoint_every == 0 or done == max_steps:
+            save_checkpoint(done, position)
+
+    ppl = evaluate()
+    result = None
+    if rank == 0:
+        unigram = unigram_perplexity(train_ids, valid_ids, len(tokenizer))
+        gauges["val_perplexity"].set(ppl)
+        metrics.gauge("reelworks_train_unigram_perplexity", "Validation perplexity of a unigram model").set(unigram)
+        metrics.items.inc(max_steps * tokens_per_step)
+        metrics.last_success.set(time.time())
+        metrics.push()
+        log.info("validation perplexity %.2f (unigram baseline %.2f)", ppl, unigram)
+        result = {"arch": config.arch, "preset": config.preset, "base_model": "" if config.preset else config.base_model,
+                  "val_perplexity": ppl, "unigram_perplexity": unigram, "steps": max_steps,
+                  "resumed_from_step": state.get("step"), "world_size": world, "device": str(device),
+                  "parameters": sum(p.numel() for p in raw_model.parameters()),
+                  "train_tokens": len(train_ids), "valid_tokens": len(valid_ids),
+                  "tokens_seen": position * config.block_size, "block_size": config.block_size,
+                  "vocab_size": len(tokenizer), "config": dataclasses.asdict(config)}
+        with tempfile.TemporaryDirectory() as tmp:
+            raw_model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            if config.arch == "gpt2":
+                raw_model.generation_config.save_pretrained(tmp)
+            storage.sync_up(tmp, config.output)
+        storage.write_text(storage.join(config.output, MANIFEST), json.dumps(result, indent=2))  # last: complete
+    barrier()
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The torchrun / PyTorchJob entry point: `python -m reelworks.plots.train --config URI`."""
+    import argparse
+
+    from reelworks.progress import setup_logging
+
+    parser = argparse.ArgumentParser(description="one plots training worker")
+    parser.add_argument("--config", required=True, help="URI of the run's config.json")
+    args = parser.parse_args(argv)
+    setup_logging()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    code = 0
+    try:
+        run_worker(TrainConfig.from_json(storage.read_text(args.config)))
+    except ReelworksError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        code = exc.exit_code
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        if code == 0:
+            dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # gloo can abort in its destructors at interpreter exit ("terminate called without an
+    # active exception"): leave without running them.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reelworks import kubeflow
+
+
+def test_compiled_pipeline_carries_gpu_and_secret_settings(tmp_path):
+    path = kubeflow.compile_pipeline("plotbot", tmp_path / "plotbot.yaml")
+    docs = list(yaml.safe_load_all(path.read_text()))
+    spec, platform = docs[0], docs[1]
+    executors = spec["deploymentSpec"]["executors"]
+    gpu = {name for name, ex in executors.items() if ex["container"].get("resources", {}).get("accelerator")}
+    assert gpu == {"exec-train", "exec-generate"}
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(k8s) == set(executors)  # every step gets the S3 secret
+    assert all(e["secretAsEnv"][0]["secretName"] == "reelworks-s3" for e in k8s.values())
+    assert k8s["exec-train"]["nodeSelector"] == {"labels": {"nvidia.com/gpu.present": "true"}}
+    assert all(ex["container"]["image"].startswith(("ghcr.io/", os.environ.get("REELWORKS_IMAGE_REGISTRY", "ghcr")))
+               for ex in executors.values())
+    assert {"input", "preset", "nproc", "launcher", "queue_uri", "checkpoint_uri"} <= set(
+        spec["root"]["inputDefinitions"]["parameters"])
+
+
+@pytest.mark.slow
+def test_local_run_writes_every_output(movies_csv, tmp_path):
+    """The whole pipeline in kfp.local on a small subset, DDP on 2 processes."""
+    root = tmp_path / "root"
+    queue = tmp_path / "queue.jsonl"
+    params = {"input": movies_csv, "max_rows": 300, "nproc": 2, "max_steps": 30, "lstm_steps": 20,
+              "block_size": 64, "batch_size": 8, "checkpoint_every": 10, "samples": 8, "queue_uri": str(queue)}
+    command = [sys.executable, "-m", "reelworks", "run", "plotbot", "--pipeline-root", str(root)]
+    for key, value in params.items():
+        command += ["--param", f"{key}={value}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "REELWORKS_PROGRESS": "0"})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    (run,) = [p for p in root.iterdir() if p.name.startswith("plotbot-")]
+    steps = {p.name for p in run.iterdir()}
+    assert {"prep", "train", "train-lstm", "generate", "curate", "evaluate"} <= steps
+    assert json.loads((run / "train" / "model" / "training.json").read_text())["world_size"] == 2
+    assert (run / "prep" / "report_html").read_text().startswith("<!doctype html>")
+    evaluation = json.loads((run / "evaluate" / "evaluation" / "evaluation.json").read_text())
+    assert evaluation["gpt2_val_perplexity"] < evaluation["unigram_val_perplexity"]
+    assert evaluation["lstm_val_perplexity"] > 0
+    markdown = (run / "evaluate" / "report_md").read_text()
+    assert "unigram baseline" in markdown and "LSTM baseline" in markdown
+    assert (run / "curate" / "curated" / "plots.json").is_file()
+    assert len(Path(run / "generate" / "samples").read_text().splitlines()) == 8
