@@ -174,9 +174,13 @@ def _convert(key: str, raw: str, kind: str) -> Any:
 def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | None = None) -> Path:
     """Run a whole pipeline in this process tree with `kfp.local` (no cluster, no Docker).
 
-    Each step is a subprocess of this Python; `pipeline_root` (local, or s3:// which is
-    filled from a local root when the run ends) keeps every artifact. Returns the local root.
+    Each step is a subprocess of this Python. `pipeline_root` keeps every artifact: a local
+    folder, or an s3:// prefix that receives the run's artifacts once it succeeds (kfp.local
+    itself only writes locally). Returns the local root.
     """
+    import shutil
+    import tempfile
+
     import kfp.local
 
     from reelworks import storage
@@ -184,19 +188,26 @@ def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | None = 
     entry = get_pipeline(name)
     args = {**entry.local_arguments, **arguments}
     remote_root = pipeline_root if pipeline_root and storage.is_s3(pipeline_root) else None
-    local_root = Path(pipeline_root if pipeline_root and not remote_root else settings.cache_dir() / "local_runs")
+    if remote_root:
+        local_root = Path(tempfile.mkdtemp(prefix="run-", dir=settings.cache_dir()))
+    else:
+        local_root = Path(pipeline_root or settings.cache_dir() / "local_runs")
     local_root.mkdir(parents=True, exist_ok=True)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(local_root),
                    raise_on_error=True)
-    with warnings.catch_warnings():
-        # The reelworks image is a Python image; kfp only guesses from the name.
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        try:
-            entry.pipeline(**args)
-        except RuntimeError as exc:
-            raise ReelworksError(f"pipeline {name!r} failed: {str(exc).splitlines()[0]}") from None
-    if remote_root:
-        storage.sync_up(local_root, remote_root)
+    try:
+        with warnings.catch_warnings():
+            # The reelworks image is a Python image; kfp only guesses from the name.
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            try:
+                entry.pipeline(**args)
+            except RuntimeError as exc:
+                raise ReelworksError(f"pipeline {name!r} failed: {str(exc).splitlines()[0]}") from None
+        if remote_root:
+            storage.sync_up(local_root, remote_root)
+    finally:
+        if remote_root:
+            shutil.rmtree(local_root, ignore_errors=True)
     return local_root
 
 

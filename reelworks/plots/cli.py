@@ -16,7 +16,7 @@ def _split(values: Optional[List[str]]) -> list[str]:
 
 
 @app.command("sample-data")
-def sample_data(output: str = typer.Argument(..., help="Where to write the CSV (path or s3:// URI)."),
+def sample_data(output: str = typer.Option(..., help="Where to write the CSV (path or s3:// URI)."),
                 rows: int = typer.Option(600, help="Number of movies."),
                 seed: int = typer.Option(0, help="Random seed.")) -> None:
     """Write a small synthetic movies CSV (TMDB columns) for demos and tests."""
@@ -27,8 +27,8 @@ def sample_data(output: str = typer.Argument(..., help="Where to write the CSV (
 
 
 @app.command()
-def prep(input: str = typer.Argument(..., help="Movies CSV (IMDb or TMDB export, path or s3:// URI)."),
-         output: str = typer.Argument(..., help="Output folder URI."),
+def prep(input: str = typer.Option(..., help="Movies CSV (IMDb or TMDB export, path or s3:// URI)."),
+         output: str = typer.Option(..., help="Output folder URI."),
          columns: Optional[str] = typer.Option(None, help="Column mapping, e.g. 'plot=Synopsis,title=Name'."),
          encoding: Optional[str] = typer.Option(None, help="Text encoding (default: UTF-8, else detected)."),
          min_plot_words: int = typer.Option(8, help="Drop plots shorter than this."),
@@ -47,8 +47,8 @@ def prep(input: str = typer.Argument(..., help="Movies CSV (IMDb or TMDB export,
 
 
 @app.command()
-def train(data: str = typer.Argument(..., help="`plots prep` output URI."),
-          output: str = typer.Argument(..., help="Where the trained model goes (URI)."),
+def train(data: str = typer.Option(..., help="`plots prep` output URI."),
+          output: str = typer.Option(..., help="Where the trained model goes (URI)."),
           arch: str = typer.Option("gpt2", help="gpt2 or lstm (the RNN baseline)."),
           preset: str = typer.Option("tiny", help="'tiny': small random-init GPT-2 and a BPE tokenizer trained "
                                                   "on the corpus; '' to fine-tune --base-model."),
@@ -83,8 +83,8 @@ def train(data: str = typer.Argument(..., help="`plots prep` output URI."),
 
 
 @app.command()
-def generate(model: str = typer.Argument(..., help="`plots train` output URI."),
-             output: str = typer.Argument(..., help="JSONL file URI."),
+def generate(model: str = typer.Option(..., help="`plots train` output URI."),
+             output: str = typer.Option(..., help="JSONL file URI."),
              n: int = typer.Option(100, "-n", "--n", help="Number of samples."),
              title: Optional[List[str]] = typer.Option(None, help="Prompt with these titles (repeatable)."),
              genre: Optional[List[str]] = typer.Option(None, help="Prompt with these genres (repeatable)."),
@@ -102,9 +102,9 @@ def generate(model: str = typer.Argument(..., help="`plots train` output URI."),
 
 
 @app.command()
-def curate(samples: str = typer.Argument(..., help="`plots generate` JSONL URI."),
-           data: str = typer.Argument(..., help="`plots prep` output URI (real titles and plots)."),
-           output: str = typer.Argument(..., help="Output folder URI (plots.json, plots.jsonl, report)."),
+def curate(samples: str = typer.Option(..., help="`plots generate` JSONL URI."),
+           data: str = typer.Option(..., help="`plots prep` output URI (real titles and plots)."),
+           output: str = typer.Option(..., help="Output folder URI (plots.json, plots.jsonl, report)."),
            queue: Optional[str] = typer.Option(None, help="Tweet queue URI to append the kept plots to."),
            genre: Optional[List[str]] = typer.Option(None, help="Keep plots matching these word lists: sci-fi, "
                                                                  "fantasy, horror or a file URI (repeatable)."),
@@ -121,10 +121,10 @@ def curate(samples: str = typer.Argument(..., help="`plots generate` JSONL URI."
 
 
 @app.command()
-def evaluate(gpt2: str = typer.Argument(..., help="GPT-2 `plots train` output URI."),
-             curated: str = typer.Argument(..., help="`plots curate` output URI."),
-             samples: str = typer.Argument(..., help="`plots generate` JSONL URI."),
-             output: str = typer.Argument(..., help="Report folder URI."),
+def evaluate(gpt2: str = typer.Option(..., help="GPT-2 `plots train` output URI."),
+             curated: str = typer.Option(..., help="`plots curate` output URI."),
+             samples: str = typer.Option(..., help="`plots generate` JSONL URI."),
+             output: str = typer.Option(..., help="Report folder URI."),
              lstm: Optional[str] = typer.Option(None, help="LSTM `plots train` output URI.")) -> None:
     """Evaluation report: perplexities, curation, distinct-1/2, memorisation, samples."""
     from reelworks.plots.evaluate import evaluate as run

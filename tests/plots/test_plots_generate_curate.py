@@ -37,7 +37,8 @@ def test_generate_writes_jsonl_with_prompts_and_parameters(samples, tiny_model, 
 
 
 def test_generate_bad_model_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "reelworks", "plots", "generate", str(tmp_path), "x.jsonl"],
+    result = subprocess.run([sys.executable, "-m", "reelworks", "plots", "generate", "--model", str(tmp_path),
+                             "--output", "x.jsonl"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: no trained model")
     with pytest.raises(ReelworksError, match="temperature"):

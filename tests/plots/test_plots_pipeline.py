@@ -28,27 +28,37 @@ def test_compiled_pipeline_carries_gpu_and_secret_settings(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_run_writes_every_output(movies_csv, tmp_path):
-    """The whole pipeline in kfp.local on a small subset, DDP on 2 processes."""
-    root = tmp_path / "root"
-    queue = tmp_path / "queue.jsonl"
-    params = {"input": movies_csv, "max_rows": 300, "nproc": 2, "max_steps": 30, "lstm_steps": 20,
-              "block_size": 64, "batch_size": 8, "checkpoint_every": 10, "samples": 8, "queue_uri": str(queue)}
-    command = [sys.executable, "-m", "reelworks", "run", "plotbot", "--pipeline-root", str(root)]
+def test_local_run_on_s3_writes_every_output(movies_csv, s3_bucket):
+    """The whole pipeline in kfp.local on a small subset, DDP on 2 processes, against S3:
+    the input, the tweet queue and the pipeline root all live on the S3 test server."""
+    from reelworks import storage
+
+    input_uri = f"{s3_bucket}/data/movies.csv"
+    storage.upload_file(movies_csv, input_uri)
+    root, queue = f"{s3_bucket}/pipeline-root", f"{s3_bucket}/plotbot/queue.jsonl"
+    params = {"input": input_uri, "max_rows": 300, "nproc": 2, "max_steps": 30, "lstm_steps": 20,
+              "block_size": 64, "batch_size": 8, "checkpoint_every": 10, "samples": 8, "queue_uri": queue}
+    command = [sys.executable, "-m", "reelworks", "run", "plotbot", "--pipeline-root", root]
     for key, value in params.items():
         command += ["--param", f"{key}={value}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "REELWORKS_PROGRESS": "0"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    (run,) = [p for p in root.iterdir() if p.name.startswith("plotbot-")]
-    steps = {p.name for p in run.iterdir()}
+    keys = storage.list_keys(root)
+    (run,) = {key.split("/")[0] for key in keys}
+    assert run.startswith("plotbot-")
+    run = f"{root}/{run}"
+    steps = {key.split("/")[1] for key in keys}
     assert {"prep", "train", "train-lstm", "generate", "curate", "evaluate"} <= steps
-    assert json.loads((run / "train" / "model" / "training.json").read_text())["world_size"] == 2
-    assert (run / "prep" / "report_html").read_text().startswith("<!doctype html>")
-    evaluation = json.loads((run / "evaluate" / "evaluation" / "evaluation.json").read_text())
+    assert json.loads(storage.read_text(f"{run}/train/model/training.json"))["world_size"] == 2
+    assert storage.read_text(f"{run}/prep/report_html").startswith("<!doctype html>")
+    evaluation = json.loads(storage.read_text(f"{run}/evaluate/evaluation/evaluation.json"))
     assert evaluation["gpt2_val_perplexity"] < evaluation["unigram_val_perplexity"]
     assert evaluation["lstm_val_perplexity"] > 0
-    markdown = (run / "evaluate" / "report_md").read_text()
+    markdown = storage.read_text(f"{run}/evaluate/report_md")
     assert "unigram baseline" in markdown and "LSTM baseline" in markdown
-    assert (run / "curate" / "curated" / "plots.json").is_file()
-    assert len(Path(run / "generate" / "samples").read_text().splitlines()) == 8
+    assert storage.exists(f"{run}/curate/curated/plots.json")
+    assert len(storage.read_text(f"{run}/generate/samples").splitlines()) == 8
+    curated = json.loads(storage.read_text(f"{run}/curate/curated/plots.json"))
+    queued = storage.read_text(queue).splitlines() if storage.exists(queue) else []
+    assert len(queued) == len(curated)

@@ -81,7 +81,8 @@ def test_bad_input_is_one_clear_line(tmp_path, movies_csv):
     with pytest.raises(ReelworksError, match="no movies left"):
         prep(movies_csv, str(tmp_path / "out"), genres=["Western"])
     assert not (tmp_path / "out").exists()
-    result = subprocess.run([sys.executable, "-m", "reelworks", "plots", "prep", str(src), str(tmp_path / "o2")],
+    result = subprocess.run([sys.executable, "-m", "reelworks", "plots", "prep", "--input", str(src),
+                             "--output", str(tmp_path / "o2")],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in result.stderr

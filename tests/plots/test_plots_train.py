@@ -79,7 +79,8 @@ def test_bad_base_model_and_bad_data_fail_early(prepped, tmp_path):
     with pytest.raises(ReelworksError, match="not a complete `plots prep` output"):
         train(str(tmp_path), str(tmp_path / "m"))
     assert not (tmp_path / "m").exists()
-    result = subprocess.run([sys.executable, "-m", "reelworks", "plots", "train", prepped, str(tmp_path / "m"),
+    result = subprocess.run([sys.executable, "-m", "reelworks", "plots", "train", "--data", prepped,
+                             "--output", str(tmp_path / "m"),
                              "--preset", "", "--base-model", "no-such-org/no-such-model"],
                             capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: cannot load model")
@@ -89,7 +90,8 @@ def test_bad_base_model_and_bad_data_fail_early(prepped, tmp_path):
 def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(prepped, tmp_path):
     """Two DDP processes under torchrun, killed with SIGKILL (as a pre-empted node), then restarted."""
     out = tmp_path / "model"
-    command = [sys.executable, "-m", "reelworks", "plots", "train", prepped, str(out), "--nproc", "2",
+    command = [sys.executable, "-m", "reelworks", "plots", "train", "--data", prepped, "--output", str(out),
+               "--nproc", "2",
                "--max-steps", "80", "--checkpoint-every", "10", "--batch-size", "8", "--block-size", "64",
                "--warmup-steps", "5"]
     env = {**os.environ, "REELWORKS_PROGRESS": "0"}
