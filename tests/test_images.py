@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "images"
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
-FLAVOURS = {"cpu": "twitter,k8s", "torch": "torch,video,k8s", "tf": "tf-gpu,video,k8s"}
+FLAVOURS = {"cpu": "twitter,video,k8s", "torch": "torch,video,k8s", "tf": "tf-gpu,video,k8s"}
 RUNTIME_ENV = {
     "HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache", "REELWORKS_CACHE_DIR": "/tmp/reelworks-cache",
     "MPLCONFIGDIR": "/tmp/mpl", "TF_CPP_MIN_LOG_LEVEL": "2", "TOKENIZERS_PARALLELISM": "false",

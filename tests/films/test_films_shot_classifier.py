@@ -1,0 +1,79 @@
+"""`films train-shot-classifier` and `films classify` with the trained model; data options."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from films_helpers import run_cli
+
+from reelworks.errors import ReelworksError
+from reelworks.films.shot_classifier import (capture_groups, read_labelled_frames, remove_imbalance,
+                                             split_frames)
+
+
+def test_capture_groups_make_films_from_snapshot_times():
+    files = ["4-MCU/vlcsnap-2018-03-24-05h36m48s432.png", "0-ELS/vlcsnap-2018-03-24-05h39m56s384.png",
+             "x/vlcsnap-2018-03-24-07h00m00s000.png", "y/frame.png"]
+    groups = capture_groups(files)
+    assert groups[0] == groups[1] != groups[2]
+    assert groups[3] not in groups[:3]
+
+
+def test_splits_and_imbalance_removal():
+    table = pd.DataFrame({"target": [1] * 30 + [0] * 70, "film": [f"f{i % 10}" for i in range(100)]})
+    train, val, test = split_frames(table, "mixed", seed=1)
+    assert len(set(train) | set(val) | set(test)) == 100 and len(test) == 20 and len(val) == 20
+    assert table.target[test].sum() == 6  # stratified
+    train, val, test = split_frames(table, "unwatched", seed=1)
+    films = [set(table.film[idx]) for idx in (train, val, test)]
+    assert not (films[0] & films[1] or films[0] & films[2] or films[1] & films[2])  # whole films held out
+    kept = remove_imbalance(np.arange(100), table.target.to_numpy(), 50)
+    assert (table.target[kept] == 0).sum() == 35 and (table.target[kept] == 1).sum() == 30
+    with pytest.raises(ReelworksError, match="unknown split"):
+        split_frames(table, "sideways")
+
+
+def test_frames_without_labels_are_a_clear_error(tmp_path):
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "a.jpg").write_bytes(b"")
+    with pytest.raises(ReelworksError, match="no labelled frames"):
+        read_labelled_frames(str(tmp_path / "frames"))
+    (tmp_path / "frames" / "labels.csv").write_text("file,shot_type\na.jpg,WIDE\n")
+    with pytest.raises(ReelworksError, match="unknown shot types"):
+        read_labelled_frames(str(tmp_path / "frames"))
+    code, text = run_cli("films", "train-shot-classifier", "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "m"))
+    assert code == 2 and "error:" in text and "not found" in text
+
+
+def test_hoha_labels_read(shared_data):
+    table = read_labelled_frames(str(shared_data / "shots" / "hoha"))
+    assert len(table) == 555 and (table.shot_type == "MCU").sum() == 132
+    assert table.film.nunique() > 5
+
+
+@pytest.mark.slow
+def test_train_then_classify(shared_data, tmp_path, synthetic_films):
+    """A small, quick model on a HOHA subset: the outputs and the report are all there."""
+    model = tmp_path / "model"
+    code, text = run_cli("films", "train-shot-classifier", "--data", str(shared_data / "shots" / "hoha"),
+                         "-o", str(model), "--size", "64", "--epochs", "2", "--limit", "180", "--split", "unwatched")
+    assert code == 0, text
+    assert "face heuristic" in text and "goal recall >= 0.81" in text
+    summary = json.loads((model / "shot_classifier.json").read_text())
+    for name in ("model", "cnn_only", "face_heuristic"):
+        assert 0 <= summary["test"][name]["recall"] <= 1 and 0 <= summary["test"][name]["fpr"] <= 1
+    assert summary["fusion"] and 0 <= summary["threshold"] <= 1
+    assert summary["goal"]["met"] == (summary["test"]["model"]["recall"] >= 0.81
+                                      and summary["test"]["model"]["fpr"] <= 0.30)
+    for png in ("roc_pr", "confusion_matrix", "true_positives", "false_negatives", "grad_cam"):
+        assert (model / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
+    assert "NOT met" in (model / "report.md").read_text() or "MET" in (model / "report.md").read_text()
+
+    from reelworks.films.classify import classify_frames
+    from reelworks.films.extract import extract_frames
+
+    extract_frames(str(synthetic_films[0]), str(tmp_path / "frames"), every=1.5)
+    rows = classify_frames(str(tmp_path / "frames"), str(tmp_path / "probs"), model_uri=str(model))
+    assert len(rows) == 4 and all(r["source"] == "model" and 0 <= r["mcu_prob"] <= 1 for r in rows)
