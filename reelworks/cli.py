@@ -108,21 +108,9 @@ def _stop_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> None:
     _stop_on_sigterm()
     try:
-        app(args=argv, standalone_mode=False)
+        # Standalone mode: click reports usage errors itself (exit 2) and turns Ctrl-C into
+        # "Aborted!"; our own errors arrive here.
+        app(args=argv)
     except ReelworksError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise

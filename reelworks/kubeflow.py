@@ -239,14 +239,20 @@ def submit(name: str, host: str, arguments: dict[str, Any], experiment: str | No
     if root is None:
         raise ReelworksError("no pipeline root: pass --pipeline-root s3://bucket/prefix or set REELWORKS_S3_BUCKET")
     try:
-        client = kfp.Client(host=host, namespace=namespace)
-        run = client.create_run_from_pipeline_func(entry.pipeline, arguments=arguments,
-                                                   experiment_name=experiment or name, pipeline_root=root)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # kfp's note about server versions
+            client = kfp.Client(host=host, namespace=namespace)
+            run = client.create_run_from_pipeline_func(entry.pipeline, arguments=arguments,
+                                                       experiment_name=experiment or name, pipeline_root=root)
         if wait:
             client.wait_for_run_completion(run.run_id, timeout=24 * 3600)
     except ReelworksError:
         raise
     except Exception as exc:
+        from urllib3.exceptions import MaxRetryError
+
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, MaxRetryError) or "Max retries exceeded" in first:
+            first = "the endpoint is unreachable"
         raise ReelworksError(f"could not submit {name!r} to {host}: {first}") from None
     return run.run_id

@@ -16,8 +16,11 @@ def setup_logging(level: str | None = None) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     # Chatty third-party loggers hide the job's own lines.
-    for name in ("botocore", "boto3", "s3transfer", "urllib3", "kfp", "absl", "h5py", "PIL", "matplotlib"):
+    for name in ("botocore", "boto3", "s3transfer", "kfp", "absl", "h5py", "PIL", "matplotlib"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # urllib3 warns on every retry; the job reports the final outcome itself. (The child
+    # logger, because kfp's API client resets the "urllib3" logger's level.)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def track(iterable: Iterable[T], description: str, total: int | None = None, unit: str = "it") -> Iterable[T]:

@@ -254,7 +254,9 @@ def download_file(uri: str, path: str | Path) -> Path:
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic_local_write(path: Path, data: bytes) -> None:
+def _write_temp(path: Path, data: bytes) -> str:
+    """`data` in a synced temporary file beside `path` (same filesystem, so it can be renamed
+    or linked into place atomically). The caller moves or removes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
@@ -262,6 +264,15 @@ def _atomic_local_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _atomic_local_write(path: Path, data: bytes) -> None:
+    tmp = _write_temp(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -292,15 +303,9 @@ def create_if_absent(uri: str, data: bytes | str) -> bool:
         data = data.encode()
     loc = parse(uri)
     if not loc.is_s3:
-        path = loc.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        tmp = _write_temp(loc.path, data)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.link(tmp, path)
+            os.link(tmp, loc.path)
             return True
         except FileExistsError:
             return False

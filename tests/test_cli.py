@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import click
 import pytest
 import typer.main
 
@@ -21,9 +20,9 @@ def reelworks(*args: str, env: dict | None = None) -> subprocess.CompletedProces
 def all_command_paths() -> list[list[str]]:
     paths = []
 
-    def walk(command: click.Command, path: list[str]) -> None:
+    def walk(command, path: list[str]) -> None:
         paths.append(path)
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):  # a group (typer vendors its own click classes)
             for name, sub in command.commands.items():
                 walk(sub, path + [name])
 
