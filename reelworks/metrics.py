@@ -70,11 +70,12 @@ class JobMetrics:
     def fail(self, reason: str) -> None:
         self.failures.labels(reason=reason).inc()
 
-    def push(self) -> bool:
+    def push(self, warn_unconfigured: bool = True) -> bool:
         """Push everything now; returns False (after one warning per run) if it could not."""
         self.duration.set(time.time() - self.started)
         if not self.gateway:
-            self._warn_once("REELWORKS_PUSHGATEWAY_URL is not set: metrics are not pushed")
+            if warn_unconfigured:
+                self._warn_once("REELWORKS_PUSHGATEWAY_URL is not set: metrics are not pushed")
             return False
         try:
             push_to_gateway(self.gateway, job=self.job, registry=self.registry,
@@ -98,7 +99,8 @@ def job_metrics(job: str, run: str | None = None, gateway: str | None = None) ->
         yield metrics
     except BaseException as exc:
         metrics.fail(getattr(exc, "metric_reason", None) or type(exc).__name__)
-        metrics.push()
+        # A failed job's own error is the line that matters: no extra "not configured" noise.
+        metrics.push(warn_unconfigured=False)
         raise
     metrics.last_success.set(time.time())
     metrics.push()

@@ -116,3 +116,26 @@ def test_run_without_local_needs_host():
 
     name = next(iter(kubeflow.pipelines()))
     assert_one_line_error(reelworks("run", name, "--no-local"), "--no-local needs --host")
+
+
+def test_missing_input_uri_is_one_line(tmp_path):
+    result = reelworks("plots", "prep", "--input", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "out"))
+    assert_one_line_error(result, "error:", "missing.csv")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_s3_endpoint_is_one_line(tmp_path):
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "x",
+           "AWS_SECRET_ACCESS_KEY": "y", "AWS_MAX_ATTEMPTS": "1"}
+    result = reelworks("plots", "prep", "--input", "s3://bucket/movies.csv", "--output", str(tmp_path / "out"),
+                       env=env)
+    assert_one_line_error(result, "error:", "cannot reach the S3 endpoint")
+
+
+def test_missing_s3_credentials_is_one_line(tmp_path, s3_server):
+    env = {k: "" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    env.update(AWS_SHARED_CREDENTIALS_FILE="/nonexistent", AWS_CONFIG_FILE="/nonexistent",
+               AWS_EC2_METADATA_DISABLED="true")
+    result = reelworks("plots", "prep", "--input", "s3://bucket/movies.csv", "--output", str(tmp_path / "out"),
+                       env=env)
+    assert_one_line_error(result, "error:", "no S3 credentials")

@@ -69,3 +69,13 @@ def test_gateway_url_from_environment(pushgateway, read_pushgateway, monkeypatch
     with job_metrics("posters_prep") as m:
         m.items.inc(3)
     assert read_pushgateway(pushgateway)['reelworks_job_items_processed_total{job="posters_prep",run="env-run"}'] == 3
+
+
+def test_failed_job_without_gateway_stays_quiet(caplog, monkeypatch):
+    """The job's error is the one line a user needs; metrics add nothing when unconfigured."""
+    monkeypatch.delenv("REELWORKS_PUSHGATEWAY_URL", raising=False)
+    with caplog.at_level(logging.WARNING, logger="reelworks.metrics"):
+        with pytest.raises(KeyError):
+            with job_metrics("plots_prep", run="z"):
+                raise KeyError("title")
+    assert not [r for r in caplog.records if r.name == "reelworks.metrics"]
