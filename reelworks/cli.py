@@ -114,3 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     except ReelworksError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+        # success: return normally, so in-process callers (tests, notebooks) carry on

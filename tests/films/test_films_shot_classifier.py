@@ -54,11 +54,12 @@ def test_hoha_labels_read(shared_data):
 
 
 @pytest.mark.slow
-def test_train_then_classify(shared_data, tmp_path, synthetic_films):
-    """A small, quick model on a HOHA subset: the outputs and the report are all there."""
+def test_train_cnn_then_classify(shared_data, tmp_path, synthetic_films):
+    """A small, quick CNN on a HOHA subset: the outputs and the report are all there."""
     model = tmp_path / "model"
     code, text = run_cli("films", "train-shot-classifier", "--data", str(shared_data / "shots" / "hoha"),
-                         "-o", str(model), "--size", "64", "--epochs", "2", "--limit", "180", "--split", "unwatched")
+                         "-o", str(model), "--model-kind", "cnn", "--size", "64", "--epochs", "2", "--limit", "180",
+                         "--split", "unwatched")
     assert code == 0, text
     assert "face heuristic" in text and "goal recall >= 0.81" in text
     summary = json.loads((model / "shot_classifier.json").read_text())
@@ -76,4 +77,42 @@ def test_train_then_classify(shared_data, tmp_path, synthetic_films):
 
     extract_frames(str(synthetic_films[0]), str(tmp_path / "frames"), every=1.5)
     rows = classify_frames(str(tmp_path / "frames"), str(tmp_path / "probs"), model_uri=str(model))
+    assert len(rows) == 4 and all(r["source"] == "model" and 0 <= r["mcu_prob"] <= 1 for r in rows)
+
+
+def test_still_features_are_scale_measurements():
+    from reelworks.films.shot_features import scalar_count, scalar_features, still_features
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (180, 320, 3), dtype=np.uint8)
+    named = scalar_features(image)
+    assert named["n_faces"] == 0 and named["face_h"] == 0 and named["aspect"] == pytest.approx(320 / 180)
+    vector = still_features(image)
+    assert vector.shape == (scalar_count() + 1764,) and np.isfinite(vector).all()
+
+
+@pytest.mark.slow
+def test_train_features_then_classify(shared_data, tmp_path, synthetic_films):
+    """The default model (boosted shot-scale features) on a small HOHA subset: test-split and
+    cross-validated figures, the report, a skops model (no pickle) that `films classify` applies."""
+    model = tmp_path / "model"
+    code, text = run_cli("films", "train-shot-classifier", "--data", str(shared_data / "shots" / "hoha"),
+                         "-o", str(model), "--limit", "70", "--cv-folds", "2")
+    assert code == 0, text
+    assert "2-fold cross-validated recall" in text and "face heuristic" in text
+    summary = json.loads((model / "shot_classifier.json").read_text())
+    assert summary["model_kind"] == "features" and (model / "features_model.skops").is_file()
+    for figures in (summary["test"]["model"], summary["cv"]["model"], summary["cv"]["face_heuristic"]):
+        assert 0 <= figures["recall"] <= 1 and 0 <= figures["fpr"] <= 1
+    assert summary["cv"]["count"] == 70
+    assert summary["goal"]["met"] == (summary["goal"]["met_test"] and summary["goal"]["met_cv"])
+    for png in ("roc_pr", "confusion_matrix", "true_positives", "false_negatives"):
+        assert (model / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
+    assert "Cross-validated (2-fold" in (model / "report.md").read_text()
+
+    from reelworks.films.classify import classify_frames
+    from reelworks.films.extract import extract_frames
+
+    extract_frames(str(synthetic_films[0]), str(tmp_path / "frames"), every=1.5)
+    rows = classify_frames(str(tmp_path / "frames"), str(tmp_path / "probs"), model_uri=str(model), batch_size=3)
     assert len(rows) == 4 and all(r["source"] == "model" and 0 <= r["mcu_prob"] <= 1 for r in rows)

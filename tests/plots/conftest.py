@@ -1,11 +1,14 @@
 """Shared plot-bot fixtures: a synthetic movies CSV, its prep output, a tiny trained model."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-# Small and fast: a few hundred movies, short blocks, a handful of steps.
-TINY = dict(max_steps=24, checkpoint_every=8, log_every=4, batch_size=8, block_size=64, warmup_steps=4,
-            vocab_size=600, threads=1)
+sys.path.insert(0, str(Path(__file__).parent))
+from plots_helpers import TINY  # noqa: E402
+
 
 
 @pytest.fixture(scope="session")

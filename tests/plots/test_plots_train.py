@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import TINY  # tests/plots/conftest.py
+from plots_helpers import TINY
 
 from reelworks import storage
 from reelworks.errors import NotFoundError, ReelworksError

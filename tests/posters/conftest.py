@@ -3,13 +3,17 @@ dataset, and a real HTTP server on 127.0.0.1 serving posters, 404s, slow and cor
 from __future__ import annotations
 
 import http.server
-import io
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from posters_helpers import bomb_png, jpeg  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,23 +42,6 @@ def synthetic_model(synthetic_data, tmp_path_factory) -> str:
     out = str(tmp_path_factory.mktemp("model") / "model")
     train(synthetic_data, out, epochs=6, dense_units=64, batch_size=16, augment="none")
     return out
-
-
-def jpeg(color=(200, 30, 30), size=(60, 90)) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
-def bomb_png() -> bytes:
-    """A small file that decodes to 50 million pixels (past the 40 M limit)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("1", (10_000, 5_000)).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
 
 
 class PosterServer:

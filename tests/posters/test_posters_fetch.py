@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import bomb_png, jpeg  # tests/posters/conftest.py
+from posters_helpers import bomb_png, jpeg
 from reelworks.errors import ReelworksError
 from reelworks.posters import fetch
 from reelworks.posters.images import PosterRejected, decode_poster, size_for_ratio

@@ -8,32 +8,9 @@ import pytest
 import responses
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tweeter_fake_x import FakeX  # noqa: E402
+from tweeter_fake_x import CREDENTIALS, FakeX, make_items  # noqa: E402,F401
 
-from reelworks.tweeter.queue import QueueItem, append_to_queue  # noqa: E402
-
-# Distinctive values, so a test can prove none of them ever reaches a log or an error.
-CREDENTIALS = {"X_API_KEY": "ck-7Hq2SecretConsumerKey", "X_API_SECRET": "cs-Zp9SecretConsumerSecret",
-               "X_ACCESS_TOKEN": "2244994945-Tk4SecretAccessToken", "X_ACCESS_TOKEN_SECRET": "ts-Wm3SecretTokenSecret"}
-
-PLOTS = [
-    ("The Last Lighthouse", "A lonely robot keeps a lighthouse burning for ships that stopped coming a century ago.",
-     ["Sci-Fi", "Drama"], ["robot"]),
-    ("Heist at Dawn", "Five retired thieves & one nervous accountant plan to rob the bank that ruined their town.",
-     ["Crime", "Comedy"], ["heist", "small town"]),
-    ("Winter Orchard", "Two estranged sisters return to their late father's orchard and find a letter he never sent.",
-     ["Drama"], ["family"]),
-    ("Signal Lost", "An astronaut stranded on Europa hears her own voice on the radio, calling from the future.",
-     ["Sci-Fi", "Thriller"], []),
-    ("The Cartographer", "A mapmaker discovers that every town she draws appears the next morning. " * 4,
-     ["Fantasy"], ["maps"]),  # too long for one tweet: a two-part thread
-]
-
-
-def make_items(n: int | None = None) -> list[QueueItem]:
-    return [QueueItem(title, plot, genres=genres, keywords=keywords)
-            for title, plot, genres, keywords in PLOTS[:n]]
-
+from reelworks.tweeter.queue import append_to_queue  # noqa: E402
 
 @pytest.fixture
 def x_credentials(monkeypatch) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from reelworks import storage
 from reelworks.cli import main
 from reelworks.tweeter.queue import append_to_queue
-from conftest import CREDENTIALS, make_items
+from tweeter_fake_x import CREDENTIALS, make_items
 
 
 def cli(*args):

@@ -26,7 +26,7 @@ from reelworks.tweeter.compose import compose
 from reelworks.tweeter.ledger import Claim, Ledger
 from reelworks.tweeter.publish import PublishError, PublishOptions, publish
 from reelworks.tweeter.queue import append_to_queue
-from conftest import make_items
+from tweeter_fake_x import make_items
 
 FORK = multiprocessing.get_context("fork")
 X_FAILURES = ["503", "timeout", "posted+timeout", "posted+503", "429:60", "connect"]

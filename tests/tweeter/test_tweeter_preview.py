@@ -6,7 +6,7 @@ from reelworks.cli import main
 from reelworks.tweeter.compose import compose
 from reelworks.tweeter.preview import preview
 from reelworks.tweeter.queue import append_to_queue
-from conftest import make_items
+from tweeter_fake_x import make_items
 
 
 def test_preview_shows_next_tweets_and_changes_nothing(tmp_path, capsys):

@@ -9,7 +9,7 @@ from reelworks.tweeter.compose import compose
 from reelworks.tweeter.ledger import Ledger
 from reelworks.tweeter.publish import EXIT_TRY_LATER, PublishError, PublishOptions, parse_not_before, publish
 from reelworks.tweeter.queue import append_to_queue, read_queue
-from conftest import make_items
+from tweeter_fake_x import make_items
 
 
 class Clock:

@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, urlparse
 import requests
 import responses
 
+from reelworks.tweeter.queue import QueueItem
+
 API = "https://api.twitter.com"
 UPLOAD = "https://upload.twitter.com/1.1/media/upload.json"
 USER_ID = "2244994945"
@@ -221,3 +223,28 @@ class FakeX:
             state["media"].append(str(media_id))
         body = {**MEDIA, "media_id": media_id, "media_id_string": str(media_id), "size": len(request.body or b"")}
         return 200, JSON, json.dumps(body)
+
+
+# ------------------------------------------------------------ test data shared by the tweeter tests
+
+# Distinctive values, so a test can prove none of them ever reaches a log or an error.
+CREDENTIALS = {"X_API_KEY": "ck-7Hq2SecretConsumerKey", "X_API_SECRET": "cs-Zp9SecretConsumerSecret",
+               "X_ACCESS_TOKEN": "2244994945-Tk4SecretAccessToken", "X_ACCESS_TOKEN_SECRET": "ts-Wm3SecretTokenSecret"}
+
+PLOTS = [
+    ("The Last Lighthouse", "A lonely robot keeps a lighthouse burning for ships that stopped coming a century ago.",
+     ["Sci-Fi", "Drama"], ["robot"]),
+    ("Heist at Dawn", "Five retired thieves & one nervous accountant plan to rob the bank that ruined their town.",
+     ["Crime", "Comedy"], ["heist", "small town"]),
+    ("Winter Orchard", "Two estranged sisters return to their late father's orchard and find a letter he never sent.",
+     ["Drama"], ["family"]),
+    ("Signal Lost", "An astronaut stranded on Europa hears her own voice on the radio, calling from the future.",
+     ["Sci-Fi", "Thriller"], []),
+    ("The Cartographer", "A mapmaker discovers that every town she draws appears the next morning. " * 4,
+     ["Fantasy"], ["maps"]),  # too long for one tweet: a two-part thread
+]
+
+
+def make_items(n: int | None = None) -> list[QueueItem]:
+    return [QueueItem(title, plot, genres=genres, keywords=keywords)
+            for title, plot, genres, keywords in PLOTS[:n]]
