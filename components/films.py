@@ -66,12 +66,15 @@ def dialogue_scenes(shots: Input[Dataset], shot_faces: Input[Dataset], shot_prob
 def train_shot_classifier(data: str, model: Output[Model], markdown: Output[Markdown], html: Output[HTML],
                           metrics: Output[Metrics], output: str = "", epochs: int = 10, size: int = 128,
                           split: str = "mixed", imbalance_removal: float = 0.0, face_features: bool = True,
-                          task: str = "mcu", arch: str = "moviegoer_cnn", weights: str = "", limit: int = 0):
-    """The moviegoer MCU CNN, with its report; the model also goes to `output` when given."""
+                          task: str = "mcu", arch: str = "moviegoer_cnn", weights: str = "", limit: int = 0,
+                          model_kind: str = "features", cv_folds: int = 5):
+    """The MCU classifier (boosted shot-scale features, or the moviegoer CNN: `model_kind`), with its
+    report; the model also goes to `output` when given."""
     from reelworks import storage
     from reelworks.films.shot_classifier import TrainOptions, train_shot_classifier as run
 
-    options = TrainOptions(task=task, size=size, arch=arch, epochs=epochs, split=split,
+    options = TrainOptions(task=task, model_kind=model_kind, cv_folds=cv_folds, size=size, arch=arch, epochs=epochs,
+                           split=split,
                            imbalance_removal=imbalance_removal, face_features=face_features,
                            weights=weights or None, limit=limit)
     summary = run(data, model.path, options)

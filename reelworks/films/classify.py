@@ -65,7 +65,8 @@ def _model_scores(folder, model_uri: str, faces: dict, batch_size: int) -> tuple
     for start in track(range(0, len(folder.rows), batch_size), f"classify {folder.film}",
                        total=-(-len(folder.rows) // batch_size), unit="batch"):
         batch = folder.rows[start:start + batch_size]
-        images = np.stack([folder.image(r, size=model.size, gray=model.gray) for r in batch])
+        images = [folder.image(r, size=model.size, gray=model.gray) for r in batch]
+        images = np.stack(images) if model.size else images  # the features model reads full-size frames
         batch_faces = [faces.get(r["index"]) for r in batch]
         scores.append(model.score(images, batch_faces))
     return np.concatenate(scores), model.threshold, "model"

@@ -61,6 +61,9 @@ def train_shot_classifier(
         data: str = typer.Option(..., "--data", "-d", help="Labelled stills: labels.csv or one folder per shot type."),
         output: str = typer.Option(..., "--output", "-o", help="Model folder (local or s3://)."),
         task: str = typer.Option("mcu", help="mcu (MCU vs other) or shot_type (7-way)."),
+        model_kind: str = typer.Option("features", help="features: gradient boosting on shot-scale features "
+                                       "(faces, upper body, depth of field, HOG); cnn: the Keras CNN (+ face fusion)."),
+        cv_folds: int = typer.Option(5, help="features: also report k-fold cross-validated figures (0: test split only)."),
         size: int = typer.Option(128, help="Square input size."),
         gray: bool = typer.Option(True, "--gray/--rgb", help="Grayscale input (the moviegoer's) or RGB."),
         arch: str = typer.Option("moviegoer_cnn", help="moviegoer_cnn, posters_cnn, mobilenet_v3_small, efficientnet_b0."),
@@ -81,23 +84,30 @@ def train_shot_classifier(
         seed: int = typer.Option(0),
         workers: int = typer.Option(1, help="More than 1: launch a Kubeflow TFJob (MultiWorkerMirroredStrategy)."),
         image: Optional[str] = typer.Option(None, help="With --workers: the training image (default: reelworks-tf).")) -> None:
-    """Train the MCU CNN (Keras) and report recall/FPR beside the face heuristic."""
+    """Train the MCU classifier (boosted shot-scale features, or the Keras CNN) and report recall/FPR beside the face heuristic."""
     from reelworks.films.shot_classifier import TrainOptions
     from reelworks.films.shot_classifier import train_shot_classifier as train
 
-    options = TrainOptions(task=task, size=size, gray=gray, arch=arch, weights=weights, epochs=epochs,
+    options = TrainOptions(task=task, model_kind=model_kind, cv_folds=cv_folds, size=size, gray=gray, arch=arch, weights=weights, epochs=epochs,
                            batch_size=batch_size, learning_rate=learning_rate, augment=augment, split=split, val_fraction=val_fraction,
                            test_fraction=test_fraction, imbalance_removal=imbalance_removal,
                            face_features=face_features, max_fpr=max_fpr, limit=limit, gradcam_frame=gradcam_frame,
                            seed=seed)
     if workers > 1:
+        from reelworks.errors import ReelworksError
         from reelworks.films.distributed import launch_tfjob
+
+        if model_kind != "cnn":
+            raise ReelworksError("--workers is for the Keras CNN (--model-kind cnn); the features model trains in seconds")
 
         name = launch_tfjob(data, output, options, workers=workers, image=image)
         typer.echo(f"launched TFJob {name} with {workers} workers")
         return
     summary = train(data, output, options)
     m, h = summary["test"]["model"], summary["test"]["face_heuristic"]
+    if summary.get("cv"):
+        c = summary["cv"]["model"]
+        typer.echo(f"{summary['cv']['folds']}-fold cross-validated recall {c['recall']:.3f} at FPR {c['fpr']:.3f}")
     typer.echo(f"test recall {m['recall']:.3f} at FPR {m['fpr']:.3f} (face heuristic: recall {h['recall']:.3f}, "
                f"FPR {h['fpr']:.3f}); goal recall >= {summary['goal']['recall']} at FPR <= {summary['goal']['max_fpr']}: "
                f"{'met' if summary['goal']['met'] else 'NOT met'} -> {output}")

@@ -11,7 +11,7 @@ from reelworks import settings
 from reelworks.films.shot_classifier import TrainOptions
 
 # TrainOptions field -> CLI flag, for the fields the command line exposes.
-_FLAGS = {"task": "--task", "size": "--size", "arch": "--arch", "weights": "--weights", "epochs": "--epochs",
+_FLAGS = {"task": "--task", "model_kind": "--model-kind", "cv_folds": "--cv-folds", "size": "--size", "arch": "--arch", "weights": "--weights", "epochs": "--epochs",
           "batch_size": "--batch-size", "learning_rate": "--learning-rate", "augment": "--augment", "split": "--split",
           "val_fraction": "--val-fraction", "test_fraction": "--test-fraction",
           "imbalance_removal": "--imbalance-removal", "max_fpr": "--max-fpr", "limit": "--limit",

@@ -242,14 +242,18 @@ class ShotModel:
     info: dict
     face_model: Linear | None = None
     fusion: Linear | None = None
+    features: object = None  # a shot_features.FeatureModel (model_kind "features")
 
     @property
-    def size(self) -> tuple[int, int]:
+    def size(self) -> tuple[int, int] | None:
+        """The CNN's input size; None: the features model reads full-size RGB frames."""
+        if self.features is not None:
+            return None
         return (self.info["image"]["width"], self.info["image"]["height"])
 
     @property
     def gray(self) -> bool:
-        return self.info["image"]["channels"] == 1
+        return self.features is None and self.info["image"]["channels"] == 1
 
     @property
     def threshold(self) -> float:
@@ -264,8 +268,14 @@ class ShotModel:
             return scores[:, SHOT_TYPES.index("MCU")]
         return scores[:, 0]
 
-    def score(self, images: np.ndarray, faces: list[dict | None] | None = None) -> np.ndarray:
-        """MCU probability per image (uint8, the model's size); faces are found when not given."""
+    def score(self, images, faces: list[dict | None] | None = None) -> np.ndarray:
+        """MCU probability per image (uint8: the CNN's size, or a list of full-size RGB frames for the
+        features model); faces are found when not given."""
+        if self.features is not None:
+            from reelworks.films.shot_features import still_features
+
+            faces = faces or [None] * len(images)
+            return self.features(np.array([still_features(img, f) for img, f in zip(images, faces)]))
         scores = self.cnn_scores(images)
         if self.fusion is None:
             return scores
@@ -283,6 +293,10 @@ def load(uri: str) -> ShotModel:
     from reelworks.imageclf import training
 
     info = json.loads(storage.read_text(marker))
+    if info.get("model_kind") == "features":
+        from reelworks.films.shot_features import FeatureModel
+
+        return ShotModel(None, info, features=FeatureModel.load(uri))
     model, _ = training.load(uri)
     fusion = Linear(**info["fusion"]) if info.get("fusion") else None
     face_model = Linear(**info["face_model"]) if info.get("face_model") else None
@@ -295,6 +309,8 @@ def load(uri: str) -> ShotModel:
 @dataclass
 class TrainOptions:
     task: str = "mcu"  # mcu (binary) | shot_type (7-way)
+    model_kind: str = "features"  # features (gradient boosting on shot-scale features) | cnn (+ face fusion)
+    cv_folds: int = 5  # features: also report k-fold cross-validated figures (0 = test split only)
     size: int = 128
     gray: bool = True
     arch: str = "moviegoer_cnn"
@@ -324,6 +340,12 @@ def train_shot_classifier(data_uri: str, output_uri: str, options: TrainOptions 
     o = options or TrainOptions()
     if o.task not in ("mcu", "shot_type"):
         raise ReelworksError(f"unknown task {o.task!r}: use mcu or shot_type")
+    if o.model_kind not in ("features", "cnn"):
+        raise ReelworksError(f"unknown model kind {o.model_kind!r}: use features or cnn")
+    if o.model_kind == "features":
+        if o.task != "mcu":
+            raise ReelworksError("--model-kind features predicts MCU vs other: use --task mcu (or --model-kind cnn)")
+        return _train_features(data_uri, output_uri, o)
     with job_metrics("films_train_shot_classifier") as metrics:
         table = read_labelled_frames(data_uri)  # before TensorFlow loads: bad data fails fast
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -410,7 +432,10 @@ def train_shot_classifier(data_uri: str, output_uri: str, options: TrainOptions 
             "goal": {"recall": o.target_recall, "max_fpr": o.max_fpr, "met": met},
             "model_card": asdict(result.card) | {"validation": result.card.validation},
         }
-        report = _report(summary, table, test_idx, test_scores, threshold, result, test_px, o, task)
+        header = (f"{o.arch} on {o.size}x{o.size} {'gray' if o.gray else 'RGB'}, {result.card.epochs_run} epochs, "
+                  f"face features {'fused' if o.face_features else 'off'}. Threshold {threshold:.3f} chosen on "
+                  f"validation for the best recall at FPR <= {o.max_fpr}.")
+        report = _report(summary, table, test_idx, test_scores, threshold, header, test_px, o, result.model)
         report.save(output_uri)
         for key, value in report.metrics.items():
             metrics.gauge(f"reelworks_films_mcu_{key}", f"MCU classifier {key} on the test split").set(value)
@@ -420,7 +445,109 @@ def train_shot_classifier(data_uri: str, output_uri: str, options: TrainOptions 
     return summary
 
 
-def _report(summary, table, test_idx, test_scores, threshold, result, test_px, o, task) -> Report:
+def _binary_metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict:
+    from reelworks.imageclf.evaluation import classification_metrics
+    from reelworks.imageclf.spec import Task
+
+    m = classification_metrics(np.asarray(scores, np.float32)[:, None], y[:, None], Task("binary", ("other", "MCU")),
+                               [threshold])
+    return {k: float(m[k]) for k in ("recall", "precision", "fpr", "roc_auc", "ap")}
+
+
+def _fit_features(x: np.ndarray, y: np.ndarray, idx: np.ndarray, max_fpr: float, seed: int):
+    """A features model fit on `idx`, and its threshold: the best recall at `max_fpr` on
+    out-of-fold scores of those same rows (so the threshold never sees held-out stills)."""
+    from reelworks.films.shot_features import FeatureModel, out_of_fold
+    from reelworks.imageclf.evaluation import threshold_at_fpr
+
+    make = lambda: FeatureModel(seed=seed)  # noqa: E731
+    oof = out_of_fold(make, x[idx], y[idx], seed=seed)
+    return make().fit(x[idx], y[idx]), threshold_at_fpr(oof, y[idx], max_fpr)
+
+
+def cross_validate_features(x: np.ndarray, y: np.ndarray, heights: np.ndarray, folds: int, max_fpr: float,
+                            seed: int = 0) -> dict:
+    """Stratified k-fold figures over every still: each is scored by a model (and judged by a
+    threshold, and a heuristic band) chosen without it."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from reelworks.films.faces import is_mcu
+
+    scores, called, heuristic = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y))
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y))
+    for train, held in track(splits, "cross-validation", total=folds, unit="fold"):
+        model, threshold = _fit_features(x, y, train, max_fpr, seed)
+        scores[held] = model(x[held])
+        called[held] = scores[held] >= threshold
+        band = tune_band(heights[train], y[train], max_fpr)
+        heuristic[held] = [float(is_mcu(h, band)) for h in heights[held]]
+    model = _binary_metrics(called, y, 0.5) | {"roc_auc": _binary_metrics(scores, y, 0.5)["roc_auc"]}
+    return {"folds": folds, "count": int(len(y)), "mcu": int(y.sum()), "model": model,
+            "face_heuristic": _binary_metrics(heuristic, y, 0.5)}
+
+
+def _train_features(data_uri: str, output_uri: str, o: TrainOptions) -> dict:
+    """`model_kind="features"`: boosted shot-scale features (see `shot_features`), judged on the
+    same held-out test split as the CNN, plus k-fold cross-validated figures."""
+    from reelworks.films.faces import face_record, is_mcu
+    from reelworks.films.frames import load_image
+    from reelworks.films.shot_features import still_features
+
+    with job_metrics("films_train_shot_classifier") as metrics:
+        table = read_labelled_frames(data_uri)
+        table["target"] = (table["shot_type"] == "MCU").astype(int)
+        if o.limit and len(table) > o.limit:
+            table = table.sample(n=o.limit, random_state=o.seed).reset_index(drop=True)
+        if table["target"].nunique() < 2:
+            raise ReelworksError(f"{data_uri} needs both MCU and non-MCU frames to train an MCU classifier")
+        train_idx, val_idx, test_idx = split_frames(table, o.split, o.val_fraction, o.test_fraction, o.seed)
+        y = table["target"].to_numpy()
+        # No separate validation split is needed: the threshold comes from out-of-fold scores.
+        fit_idx = np.sort(np.concatenate([remove_imbalance(train_idx, y, o.imbalance_removal, o.seed), val_idx]))
+        paths = table["path"].to_numpy()
+        rows, heights = [], []
+        for path in track(paths, "shot features", total=len(paths), unit="still"):
+            image = load_image(path)
+            record = face_record(image)
+            rows.append(still_features(image, record))
+            heights.append(record["face_height"])
+        x, heights = np.stack(rows), np.array(heights)
+
+        model, threshold = _fit_features(x, y, fit_idx, o.max_fpr, o.seed)
+        test_scores = model(x[test_idx])
+        band = tune_band(heights[fit_idx], y[fit_idx], o.max_fpr)
+        results = {"model": _binary_metrics(test_scores, y[test_idx], threshold),
+                   "face_heuristic": _binary_metrics(np.array([float(is_mcu(h, band)) for h in heights[test_idx]]),
+                                                     y[test_idx], 0.5)}
+        cv = cross_validate_features(x, y, heights, o.cv_folds, o.max_fpr, o.seed) if o.cv_folds >= 2 else None
+        met = bool(results["model"]["recall"] >= o.target_recall and results["model"]["fpr"] <= o.max_fpr)
+        met_cv = bool(cv and cv["model"]["recall"] >= o.target_recall and cv["model"]["fpr"] <= o.max_fpr)
+        summary = {
+            "task": "mcu", "model_kind": "features", "image": None, "threshold": float(threshold),
+            "fusion": None, "face_model": None, "heuristic_band": list(band), "options": asdict(o),
+            "counts": {"train": int(len(fit_idx)), "val": 0, "test": int(len(test_idx)),
+                       "test_mcu": int(y[test_idx].sum())},
+            "test": results, "cv": cv,
+            # Met only when every held-out estimate says so (the test split alone is 20 % of 555 stills).
+            "goal": {"recall": o.target_recall, "max_fpr": o.max_fpr, "met": met and (cv is None or met_cv),
+                     "met_test": met, "met_cv": met_cv if cv else None},
+        }
+        model.save(output_uri)
+        test_px = np.stack([load_image(p, size=(o.size, o.size), gray=o.gray) for p in paths[test_idx]])
+        header = (f"gradient-boosted shot-scale features (Haar faces, upper body, depth of field, edges, colour, "
+                  f"HOG), fit on {len(fit_idx)} stills. Threshold {threshold:.3f}: the best recall at FPR <= "
+                  f"{o.max_fpr} on out-of-fold scores of the training stills.")
+        report = _report(summary, table, test_idx, test_scores, threshold, header, test_px, o)
+        report.save(output_uri)
+        for key, value in report.metrics.items():
+            metrics.gauge(f"reelworks_films_mcu_{key}", f"MCU classifier {key} (held out)").set(value)
+        metrics.items.inc(len(table))
+        storage.write_text(storage.join(output_uri, MARKER), json.dumps(summary, indent=2, default=float))
+    summary["report"] = report
+    return summary
+
+
+def _report(summary, table, test_idx, test_scores, threshold, header, test_px, o, cam_model=None) -> Report:
     from reelworks.imageclf import evaluation
     from reelworks.imageclf.spec import Task
 
@@ -430,19 +557,30 @@ def _report(summary, table, test_idx, test_scores, threshold, result, test_px, o
     report = Report("Moviegoer shot classifier (MCU vs other)")
     goal = summary["goal"]
     verdict = "MET" if goal["met"] else "NOT met"
+    cv = summary.get("cv")
+    cv_line = (f" {cv['folds']}-fold cross-validation over all {cv['count']} stills (every still scored by a model "
+               f"that never saw it, each fold's threshold chosen on its own training folds): recall "
+               f"{cv['model']['recall']:.3f}, FPR {cv['model']['fpr']:.3f}." if cv else "")
     report.text(f"Held-out test split: {summary['counts']['test']} frames ({summary['counts']['test_mcu']} MCU), "
-                f"split `{o.split}`, {o.arch} on {o.size}x{o.size} {'gray' if o.gray else 'RGB'}, {result.card.epochs_run} "
-                f"epochs, face features {'fused' if o.face_features else 'off'}. Threshold {threshold:.3f} chosen on "
-                f"validation for the best recall at FPR <= {o.max_fpr}.\n\n"
+                f"split `{o.split}`, {header}\n\n"
                 f"Goal (the moviegoer's own figure): recall >= {goal['recall']} at FPR <= {goal['max_fpr']}: "
-                f"**{verdict}** (recall {m['recall']:.3f}, FPR {m['fpr']:.3f}).")
+                f"**{verdict}** (test split: recall {m['recall']:.3f}, FPR {m['fpr']:.3f}.{cv_line})")
+    model_label = {"features": "model (boosted shot-scale features)"}.get(
+        o.model_kind, "model (CNN + faces)" if o.face_features else "model (CNN)")
     report.table(["classifier", "recall", "precision", "false-positive rate", "ROC AUC"],
                  [[label, round(tests[key]["recall"], 3), round(tests[key]["precision"], 3), round(tests[key]["fpr"], 3),
                    round(tests[key]["roc_auc"], 3)]
-                  for key, label in (("model", "model (CNN + faces)" if o.face_features else "model (CNN)"),
+                  for key, label in (("model", model_label),
                                      ("cnn_only", "CNN alone"), ("face_model", "face features alone"),
                                      ("face_heuristic", f"face heuristic (height band {summary['heuristic_band']})"))
                   if key in tests])
+    if cv:
+        report.text(f"Cross-validated ({cv['folds']}-fold, stratified, all {cv['count']} stills, "
+                    f"{cv['mcu']} MCU):")
+        report.table(["classifier", "recall", "precision", "false-positive rate", "ROC AUC"],
+                     [[label, round(cv[key]["recall"], 3), round(cv[key]["precision"], 3), round(cv[key]["fpr"], 3),
+                       round(cv[key]["roc_auc"], 3)]
+                      for key, label in (("model", model_label), ("face_heuristic", "face heuristic (band tuned per fold)"))])
     evaluation.add_curves(report, test_scores[:, None], y[:, None], binary, name="roc_pr")
     predicted = (test_scores >= threshold).astype(int)
     confusion = [[int(((y == a) & (predicted == b)).sum()) for b in (0, 1)] for a in (0, 1)]
@@ -456,12 +594,12 @@ def _report(summary, table, test_idx, test_scores, threshold, result, test_px, o
         report.image(name, evaluation.gallery_png([test_px[i] for i in chosen],
                                                   [f"{shot_types[i]} p={test_scores[i]:.2f}" for i in chosen],
                                                   title=name.replace("_", " ")), name.replace("_", " "))
-    cam_index = _gradcam_index(table, test_idx, y, o)
+    cam_index = _gradcam_index(table, test_idx, y, o) if cam_model is not None else None
     if cam_index is not None:
         frame = test_px[cam_index]
         frame = frame[..., None] if frame.ndim == 2 else frame
         try:
-            report.image("grad_cam", evaluation.grad_cam_png(result.model, frame, 0 if o.task == "mcu"
+            report.image("grad_cam", evaluation.grad_cam_png(cam_model, frame, 0 if o.task == "mcu"
                                                              else SHOT_TYPES.index("MCU"),
                                                              title=Path(table["file"][test_idx[cam_index]]).name),
                          "Where the CNN looked (Grad-CAM) for one test frame")
@@ -470,6 +608,9 @@ def _report(summary, table, test_idx, test_scores, threshold, result, test_px, o
     for name, v in tests.items():
         for k in ("recall", "precision", "fpr"):
             report.metric(f"{name}_{k}", v[k])
+    for k in ("recall", "precision", "fpr"):
+        if cv:
+            report.metric(f"cv_model_{k}", cv["model"][k])
     report.metric("goal_met", float(goal["met"]))
     return report
 

@@ -97,14 +97,14 @@ def test_train_features_then_classify(shared_data, tmp_path, synthetic_films):
     cross-validated figures, the report, a skops model (no pickle) that `films classify` applies."""
     model = tmp_path / "model"
     code, text = run_cli("films", "train-shot-classifier", "--data", str(shared_data / "shots" / "hoha"),
-                         "-o", str(model), "--limit", "70", "--cv-folds", "2")
+                         "-o", str(model), "--limit", "60", "--cv-folds", "2")
     assert code == 0, text
     assert "2-fold cross-validated recall" in text and "face heuristic" in text
     summary = json.loads((model / "shot_classifier.json").read_text())
     assert summary["model_kind"] == "features" and (model / "features_model.skops").is_file()
     for figures in (summary["test"]["model"], summary["cv"]["model"], summary["cv"]["face_heuristic"]):
         assert 0 <= figures["recall"] <= 1 and 0 <= figures["fpr"] <= 1
-    assert summary["cv"]["count"] == 70
+    assert summary["cv"]["count"] == 60
     assert summary["goal"]["met"] == (summary["goal"]["met_test"] and summary["goal"]["met_cv"])
     for png in ("roc_pr", "confusion_matrix", "true_positives", "false_negatives"):
         assert (model / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png

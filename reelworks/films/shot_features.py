@@ -1,0 +1,182 @@
+"""Shot-scale features of a film still and the gradient-boosted MCU model that reads them.
+
+The CNN trained from scratch on 555 stills overfits; what tells a medium close-up from
+its neighbours (MS, CU) is mostly *scale*, which hand-made measurements capture with far
+fewer parameters. Everything here is computed from the image alone (the VOC face/person
+boxes of the labelled stills are labels, never inputs):
+
+- Haar faces (frontal + both profiles, `faces.face_record`): the tallest face's height,
+  width, top/bottom, position, the second face, counts; a second frontal cascade (alt2),
+  eyes and the upper-body cascade (head and shoulders: the MCU framing itself);
+- depth of field: Laplacian energy on a 4x4 grid, centre vs border (MCU/CU backgrounds
+  are out of focus, wide shots are sharp throughout);
+- Canny edge density (3x3), brightness / saturation, skin-tone fraction (3x3, largest
+  blob), the frame's aspect ratio;
+- HOG of a 64x64 gray thumbnail (the layout), reduced by PCA inside the model.
+
+`FeatureModel` is a scikit-learn pipeline (PCA on the HOG block, then a class-weighted
+`HistGradientBoostingClassifier`), saved with skops (no pickles: loading only accepts
+the scikit-learn / NumPy types listed in `_TRUSTED`).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from reelworks import storage
+from reelworks.errors import ReelworksError
+
+MODEL_FILE = "features_model.skops"
+HOG_PCA = 16
+
+
+@functools.lru_cache(maxsize=None)
+def _cascade(name: str):
+    import cv2
+
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV could not load its Haar cascade {name}")
+    return cascade
+
+
+@functools.lru_cache(maxsize=None)
+def _hog():
+    import cv2
+
+    return cv2.HOGDescriptor((64, 64), (16, 16), (8, 8), (8, 8), 9)
+
+
+def _grid(a: np.ndarray, n: int, fn) -> list[float]:
+    h, w = a.shape[:2]
+    return [float(fn(a[i * h // n:(i + 1) * h // n, j * w // n:(j + 1) * w // n])) for i in range(n) for j in range(n)]
+
+
+def scalar_features(rgb: np.ndarray, record: dict | None = None) -> dict[str, float]:
+    """The named measurements of one RGB still (any size); `record`: its `face_record`, if known."""
+    import cv2
+
+    from reelworks.films.faces import face_record
+
+    if rgb.ndim == 2:
+        rgb = np.repeat(rgb[..., None], 3, axis=2)
+    h, w = rgb.shape[:2]
+    rec = record if record is not None and "kinds" in record else face_record(rgb)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    eq = cv2.equalizeHist(gray)
+    faces, kinds = rec["faces"], rec["kinds"]
+    f = {"face_h": rec["face_height"], "frontal_h": rec["frontal_height"], "profile_h": rec["profile_height"],
+         "n_frontal": kinds.count("frontal"), "n_profile": kinds.count("profile"), "n_faces": len(faces),
+         "face_x": rec.get("face_x", -1), "face_y": rec.get("face_y", -1),
+         "face_w": faces[0][2] / w if faces else 0, "face_top": faces[0][1] / h if faces else -1,
+         "face_bottom": (faces[0][1] + faces[0][3]) / h if faces else -1,
+         "face2_h": sorted(b[3] for b in faces)[-2] / h if len(faces) > 1 else 0,
+         "face_area_sum": sum(b[2] * b[3] for b in faces) / (h * w)}
+    alt2 = _cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(eq, 1.1, 3, minSize=(16, 16))
+    f["alt2_h"], f["alt2_n"] = max((b[3] for b in alt2), default=0) / h, len(alt2)
+    upper = _cascade("haarcascade_upperbody.xml").detectMultiScale(eq, 1.05, 3, minSize=(30, 30))
+    f["ub_h"], f["ub_n"] = max((b[3] for b in upper), default=0) / h, len(upper)
+    f["ub_w"] = max((b[2] for b in upper), default=0) / w
+    eyes = _cascade("haarcascade_eye.xml").detectMultiScale(eq, 1.1, 5, minSize=(8, 8))
+    f["eye_n"], f["eye_h"] = min(len(eyes), 6), max((b[3] for b in eyes), default=0) / h
+    # Depth of field: where the image is sharp.
+    g = cv2.resize(gray, (256, 192), interpolation=cv2.INTER_AREA).astype(np.float32)
+    lap = np.abs(cv2.Laplacian(g, cv2.CV_32F))
+    grid = np.log1p(np.array(_grid(lap, 4, np.mean)))
+    f.update({f"lap{i}": v for i, v in enumerate(grid)})
+    border = np.concatenate([lap[:32].ravel(), lap[-32:].ravel(), lap[:, :40].ravel(), lap[:, -40:].ravel()])
+    f["lap_centre"], f["lap_border"] = np.log1p(lap[48:144, 64:192].mean()), np.log1p(border.mean())
+    f["lap_ratio"] = f["lap_centre"] - f["lap_border"]
+    f["lap_max_min"], f["lap_std"] = grid.max() - grid.min(), grid.std()
+    edges = cv2.Canny(cv2.resize(gray, (256, 192)), 80, 160) > 0
+    f.update({f"edge{i}": v for i, v in enumerate(_grid(edges, 3, np.mean))})
+    f["edge_all"] = edges.mean()
+    small = cv2.resize(rgb, (128, 96))
+    hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV).astype(np.float32)
+    f["sat"], f["val"], f["val_std"] = hsv[..., 1].mean(), hsv[..., 2].mean(), hsv[..., 2].std()
+    ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
+    skin = (ycc[..., 1] > 135) & (ycc[..., 1] < 180) & (ycc[..., 2] > 85) & (ycc[..., 2] < 135)
+    f.update({f"skin{i}": v for i, v in enumerate(_grid(skin, 3, np.mean))})
+    f["skin_all"] = skin.mean()
+    n, _, stats, _ = cv2.connectedComponentsWithStats(skin.astype(np.uint8))
+    f["skin_blob"] = stats[1:, cv2.CC_STAT_AREA].max() / skin.size if n > 1 else 0
+    f["skin_blob_h"] = stats[1:, cv2.CC_STAT_HEIGHT].max() / skin.shape[0] if n > 1 else 0
+    f["aspect"] = w / h
+    return {k: float(v) for k, v in f.items()}
+
+
+def still_features(rgb: np.ndarray, record: dict | None = None) -> np.ndarray:
+    """One still's feature vector: the scalar measurements, then the 1764 HOG values."""
+    import cv2
+
+    gray = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    hog = _hog().compute(cv2.resize(gray, (64, 64), interpolation=cv2.INTER_AREA)).ravel()
+    return np.concatenate([np.array(list(scalar_features(rgb, record).values()), np.float32), hog.astype(np.float32)])
+
+
+@functools.lru_cache(maxsize=None)
+def scalar_count() -> int:
+    return len(scalar_features(np.zeros((96, 128, 3), np.uint8)))
+
+
+def new_pipeline(seed: int = 0):
+    """PCA on the HOG block, the scalars as they are, then class-weighted gradient boosting."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+
+    n = scalar_count()
+    columns = ColumnTransformer([("scalars", "passthrough", list(range(n))),
+                                 ("hog", PCA(HOG_PCA, random_state=seed), slice(n, None))])
+    # Small trees, strong L2, many shallow steps: 555 stills, ~90 features.
+    boost = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=10,
+                                           l2_regularization=1.0, class_weight="balanced", random_state=seed)
+    return Pipeline([("columns", columns), ("boost", boost)])
+
+
+class FeatureModel:
+    """MCU probability from `still_features` vectors."""
+
+    def __init__(self, pipeline=None, seed: int = 0):
+        self.pipeline = pipeline if pipeline is not None else new_pipeline(seed)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "FeatureModel":
+        self.pipeline.fit(x, y)
+        return self
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        return self.pipeline.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
+
+    def save(self, uri: str) -> None:
+        from skops.io import dumps
+
+        storage.write_bytes(storage.join(uri, MODEL_FILE), dumps(self.pipeline))
+
+    @classmethod
+    def load(cls, uri: str) -> "FeatureModel":
+        from skops.io import get_untrusted_types, loads
+
+        data = storage.read_bytes(storage.join(uri, MODEL_FILE))
+        untrusted = get_untrusted_types(data=data)
+        unexpected = [t for t in untrusted if not t.startswith(_TRUSTED)]
+        if unexpected:
+            raise ReelworksError(f"{uri}/{MODEL_FILE} holds types outside scikit-learn/NumPy: {', '.join(unexpected)}")
+        return cls(loads(data, trusted=untrusted))
+
+
+# Loading accepts only these modules' types (skops refuses anything it was not told to trust).
+_TRUSTED = ("sklearn.", "numpy.", "builtins.")
+
+
+def out_of_fold(make, x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Scores for every row from a model that never saw it (stratified k-fold)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = max(2, min(folds, int(np.bincount(y.astype(int), minlength=2).min())))
+    scores = np.zeros(len(y))
+    for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        scores[held] = make().fit(x[train], y[train])(x[held])
+    return scores
