@@ -436,11 +436,7 @@ def train_shot_classifier(data_uri: str, output_uri: str, options: TrainOptions 
                   f"face features {'fused' if o.face_features else 'off'}. Threshold {threshold:.3f} chosen on "
                   f"validation for the best recall at FPR <= {o.max_fpr}.")
         report = _report(summary, table, test_idx, test_scores, threshold, header, test_px, o, result.model)
-        report.save(output_uri)
-        for key, value in report.metrics.items():
-            metrics.gauge(f"reelworks_films_mcu_{key}", f"MCU classifier {key} on the test split").set(value)
-        metrics.items.inc(len(table))
-        storage.write_text(storage.join(output_uri, MARKER), json.dumps(summary, indent=2, default=float))
+        _publish(report, summary, len(table), metrics, output_uri)
     summary["report"] = report
     return summary
 
@@ -538,13 +534,18 @@ def _train_features(data_uri: str, output_uri: str, o: TrainOptions) -> dict:
                   f"HOG), fit on {len(fit_idx)} stills. Threshold {threshold:.3f}: the best recall at FPR <= "
                   f"{o.max_fpr} on out-of-fold scores of the training stills.")
         report = _report(summary, table, test_idx, test_scores, threshold, header, test_px, o)
-        report.save(output_uri)
-        for key, value in report.metrics.items():
-            metrics.gauge(f"reelworks_films_mcu_{key}", f"MCU classifier {key} (held out)").set(value)
-        metrics.items.inc(len(table))
-        storage.write_text(storage.join(output_uri, MARKER), json.dumps(summary, indent=2, default=float))
+        _publish(report, summary, len(table), metrics, output_uri)
     summary["report"] = report
     return summary
+
+
+def _publish(report: Report, summary: dict, n_stills: int, metrics, output_uri: str) -> None:
+    """Report, gauges, then the completion marker last (a crashed run leaves no marker)."""
+    report.save(output_uri)
+    for key, value in report.metrics.items():
+        metrics.gauge(f"reelworks_films_mcu_{key}", f"MCU classifier {key} (held out)").set(value)
+    metrics.items.inc(n_stills)
+    storage.write_text(storage.join(output_uri, MARKER), json.dumps(summary, indent=2, default=float))
 
 
 def _report(summary, table, test_idx, test_scores, threshold, header, test_px, o, cam_model=None) -> Report:
