@@ -7,7 +7,6 @@ these tests skip, except in CI (CI=true), where they fail.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,20 +14,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import missing
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "helm" / "reelworks" / "files" / "alerts.yaml"
 UNIT_TESTS = sorted((ROOT / "tests" / "alerts").glob("*.yaml"))
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        message = "promtool is not installed (apt-get install prometheus)"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing("promtool is not installed (apt-get install prometheus)")
     return path
 
 
@@ -70,9 +67,7 @@ def test_rendered_rule_with_custom_thresholds_is_valid(promtool, tmp_path):
     try:
         import helm_python
     except ImportError as exc:
-        if IN_CI:
-            pytest.fail(f"helm-python-sdk is required in CI: {exc}", pytrace=False)
-        pytest.skip(f"helm-python-sdk is not installed: {exc}")
+        missing(f"helm-python-sdk is not installed: {exc}")
     values = {"prometheusRule": {"jobStaleSeconds": 180000, "tweeterIntervalSeconds": 3600,
                                  "tweetQueueMin": 20, "alertLabels": {"team": "ml"}}}
     with helm_python.Chart.load(str(RULES.parent.parent)) as chart:

@@ -34,7 +34,6 @@ from pathlib import Path
 from reelworks import storage
 from reelworks.errors import ReelworksError
 from reelworks.plots import checkpoints
-from reelworks.plots.corpus import END
 
 log = logging.getLogger("reelworks.plots.train")  # also when run as __main__ by torchrun
 ARCHS = ("gpt2", "lstm")

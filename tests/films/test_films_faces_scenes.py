@@ -17,8 +17,6 @@ def hoha_stills(shared_data, shot_type: str, count: int) -> list[np.ndarray]:
     """Stills of one shot type on which the Haar heuristic agrees with the label, in file order."""
     import pandas as pd
 
-    from reelworks.films.faces import is_mcu
-
     root = shared_data / "shots" / "hoha"
     table = pd.read_csv(root / "labels.csv")
     out = []
