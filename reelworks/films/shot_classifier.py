@@ -347,18 +347,13 @@ def train_shot_classifier(data_uri: str, output_uri: str, options: TrainOptions 
             raise ReelworksError("--model-kind features predicts MCU vs other: use --task mcu (or --model-kind cnn)")
         return _train_features(data_uri, output_uri, o)
     with job_metrics("films_train_shot_classifier") as metrics:
-        table = read_labelled_frames(data_uri)  # before TensorFlow loads: bad data fails fast
+        # Before TensorFlow loads, so bad data fails fast.
+        table, train_idx, val_idx, test_idx = _labelled_split(data_uri, o)
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         from reelworks.imageclf import data as data_lib
         from reelworks.imageclf import evaluation, training
         from reelworks.imageclf.spec import ImageSpec, Task, TrainConfig
 
-        table["target"] = (table["shot_type"] == "MCU").astype(int)
-        if o.limit and len(table) > o.limit:
-            table = table.sample(n=o.limit, random_state=o.seed).reset_index(drop=True)
-        if table["target"].nunique() < 2:
-            raise ReelworksError(f"{data_uri} needs both MCU and non-MCU frames to train an MCU classifier")
-        train_idx, val_idx, test_idx = split_frames(table, o.split, o.val_fraction, o.test_fraction, o.seed)
         train_idx = remove_imbalance(train_idx, table["target"].to_numpy(), o.imbalance_removal, o.seed)
 
         if o.task == "mcu":
@@ -490,13 +485,7 @@ def _train_features(data_uri: str, output_uri: str, o: TrainOptions) -> dict:
     from reelworks.films.shot_features import still_features
 
     with job_metrics("films_train_shot_classifier") as metrics:
-        table = read_labelled_frames(data_uri)
-        table["target"] = (table["shot_type"] == "MCU").astype(int)
-        if o.limit and len(table) > o.limit:
-            table = table.sample(n=o.limit, random_state=o.seed).reset_index(drop=True)
-        if table["target"].nunique() < 2:
-            raise ReelworksError(f"{data_uri} needs both MCU and non-MCU frames to train an MCU classifier")
-        train_idx, val_idx, test_idx = split_frames(table, o.split, o.val_fraction, o.test_fraction, o.seed)
+        table, train_idx, val_idx, test_idx = _labelled_split(data_uri, o)
         y = table["target"].to_numpy()
         # No separate validation split is needed: the threshold comes from out-of-fold scores.
         fit_idx = np.sort(np.concatenate([remove_imbalance(train_idx, y, o.imbalance_removal, o.seed), val_idx]))
@@ -537,6 +526,18 @@ def _train_features(data_uri: str, output_uri: str, o: TrainOptions) -> dict:
         _publish(report, summary, len(table), metrics, output_uri)
     summary["report"] = report
     return summary
+
+
+def _labelled_split(data_uri: str, o):
+    """The labelled frames with an MCU `target`, subsampled to `o.limit`, and their
+    train/validation/test indices: the common start of both classifier kinds."""
+    table = read_labelled_frames(data_uri)
+    table["target"] = (table["shot_type"] == "MCU").astype(int)
+    if o.limit and len(table) > o.limit:
+        table = table.sample(n=o.limit, random_state=o.seed).reset_index(drop=True)
+    if table["target"].nunique() < 2:
+        raise ReelworksError(f"{data_uri} needs both MCU and non-MCU frames to train an MCU classifier")
+    return (table, *split_frames(table, o.split, o.val_fraction, o.test_fraction, o.seed))
 
 
 def _publish(report: Report, summary: dict, n_stills: int, metrics, output_uri: str) -> None:

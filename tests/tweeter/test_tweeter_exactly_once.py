@@ -269,20 +269,26 @@ def test_process_kills_at_random_times(fake_x, tmp_path):
     assert kills >= 3
 
 
+def two_publishers_at_once(queue: str, fake_x, now: float) -> list[str]:
+    """Two forked publishers released together at the claim; their outcomes."""
+    barrier = FORK.Barrier(2)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(run_forked(queue, fake_x, now, None, barrier)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def test_two_publishers_at_once_exactly_one_posts(fake_x, s3_bucket):
     queue = new_queue(s3_bucket, "race", make_items(3))
     now = fake_x.read()["now"]
     for round_ in range(3):
         now += 7200
         fake_x.set_time(now)
-        barrier = FORK.Barrier(2)
-        results = []
-        threads = [threading.Thread(target=lambda: results.append(run_forked(queue, fake_x, now, None, barrier)))
-                   for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = two_publishers_at_once(queue, fake_x, now)
         assert sorted(results) == ["busy", "published"], results
         assert len(fake_x.tweets) == round_ + 1
     assert_exactly_once(fake_x, queue, make_items(3))
@@ -297,14 +303,7 @@ def test_two_reconcilers_at_once_exactly_one_posts(fake_x, s3_bucket):
     assert ledger.try_claim(Claim(item.id, 1, "crashed-pod:1:dead", now, compose(item).texts))
     now += 7200
     fake_x.set_time(now)
-    barrier = FORK.Barrier(2)
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(run_forked(queue, fake_x, now, None, barrier)))
-               for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = two_publishers_at_once(queue, fake_x, now)
     assert sorted(results) == ["busy", "published"], results
     assert_exactly_once(fake_x, queue, make_items(1))
     assert sorted(ledger.snapshot()[item.id].claims) == [1, 2]
