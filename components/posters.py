@@ -72,3 +72,22 @@ def generate_posters(gan: Input[Model], classifier: Input[Model], posters: Outpu
     result = generate(gan.path, posters.path, genres=[g.strip() for g in genres.split(",") if g.strip()],
                       decade=decade or None, n=n, classifier=classifier.path)
     result["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)
+
+
+@component("torch")
+def posters_from_plots(curated: Input[Dataset], posters: Output[Dataset], markdown: Output[Markdown],
+                       html: Output[HTML], metrics: Output[Metrics], queue_uri: str = "", model: str = "tiny",
+                       kind: str = "sd", classifier: str = "", limit: int = 0, steps: int = 25, seed: int = 0):
+    """A titled 2:3 poster for each queued plot without one, attached to its queue item.
+
+    Without a `queue_uri` the curated plots become this step's own queue (in `posters`)."""
+    from reelworks import storage
+    from reelworks.posters.from_plots import posters_from_plots as run
+
+    queue = queue_uri
+    if not queue:
+        queue = storage.join(posters.path, "queue.jsonl")
+        storage.write_text(queue, storage.read_text(storage.join(curated.path, "plots.jsonl")))
+    result = run(queue, posters.path, model=model, kind=kind, classifier=classifier or None, limit=limit or None,
+                 steps=steps, seed=seed, missing_ok=True)
+    result["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)

@@ -2,12 +2,15 @@
 
 Steps: prep (clean, split, EDA) -> train GPT-2 (torchrun on one node, or a PyTorchJob) ->
 train the LSTM baseline on the same split and tokenizer -> generate -> curate (appends to the
-tweet queue at `queue_uri`) -> evaluate (perplexities, pass rate, distinct-n, memorisation).
+tweet queue at `queue_uri`) -> evaluate (perplexities, pass rate, distinct-n, memorisation);
+posters (on unless `posters=False`): a titled 2:3 poster for each queued plot, rendered by
+`poster_model` (Stable Diffusion: "tiny", a Hub id or an s3:// prefix) and attached to its item.
 """
 from kfp import dsl
 
 from reelworks import kubeflow
 from reelworks.components import plots
+from reelworks.components import posters as poster_components
 
 
 @dsl.pipeline(name="plotbot", description=__doc__.splitlines()[0])
@@ -15,15 +18,17 @@ def pipeline(input: str, preset: str = "tiny", base_model: str = "gpt2", nproc: 
              workers: int = 1, gpus_per_worker: int = 1, checkpoint_uri: str = "", max_steps: int = 300,
              lstm_steps: int = 150, block_size: int = 128, batch_size: int = 16, learning_rate: float = 3e-3,
              checkpoint_every: int = 100, max_rows: int = 0, samples: int = 200, genres: str = "",
-             curate_genres: str = "", keywords: str = "", queue_uri: str = "", seed: int = 0):
+             curate_genres: str = "", keywords: str = "", queue_uri: str = "", seed: int = 0,
+             posters: bool = True, poster_model: str = "tiny", poster_steps: int = 25):
     prep = kubeflow.with_s3(plots.prep(input_uri=input, max_rows=max_rows))
     train = plots.train(data=prep.outputs["data"], preset=preset, base_model=base_model, nproc=nproc,
                         launcher=launcher, workers=workers, gpus_per_worker=gpus_per_worker,
                         checkpoint_uri=checkpoint_uri, max_steps=max_steps, block_size=block_size,
                         batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
                         seed=seed)
-    # The GPU is for launcher=local (torchrun on this pod); a PyTorchJob's pods ask for their own.
-    kubeflow.on_gpu(kubeflow.with_s3(train))
+    # The GPUs are for launcher=local: torchrun starts `nproc` processes on this pod, one per GPU
+    # (a PyTorchJob's pods ask for their own).
+    kubeflow.on_gpu(kubeflow.with_s3(train), nproc)
     lstm = plots.train_lstm(data=prep.outputs["data"], tokenizer_model=train.outputs["model"], nproc=nproc,
                             checkpoint_uri=checkpoint_uri, max_steps=lstm_steps, block_size=block_size,
                             batch_size=batch_size, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
@@ -35,6 +40,11 @@ def pipeline(input: str, preset: str = "tiny", base_model: str = "gpt2", nproc: 
                                            queue_uri=queue_uri, genres=curate_genres, keywords=keywords))
     kubeflow.with_s3(plots.evaluate(gpt2=train.outputs["model"], lstm=lstm.outputs["model"],
                                     curated=curate.outputs["curated"], samples=generate.outputs["samples"]))
+    with dsl.If(posters == True, "posters"):  # noqa: E712 (a KFP condition, not a Python comparison)
+        # A poster per curated plot, attached to its queue item; one rendering process, one GPU.
+        render = poster_components.posters_from_plots(curated=curate.outputs["curated"], queue_uri=queue_uri,
+                                                      model=poster_model, steps=poster_steps, seed=seed)
+        kubeflow.on_gpu(kubeflow.with_s3(render), 1)
 
 
 def LOCAL_ARGUMENTS() -> dict:
@@ -43,4 +53,5 @@ def LOCAL_ARGUMENTS() -> dict:
     from reelworks.settings import cache_dir
 
     csv = sample_movies_csv(str(cache_dir() / "plotbot-demo" / "movies.csv"), n=1500)
-    return {"input": csv, "max_steps": 200, "lstm_steps": 100, "samples": 64}
+    # Posters on the tiny preset in 8 steps: seconds for the whole queue on a laptop.
+    return {"input": csv, "max_steps": 200, "lstm_steps": 100, "samples": 64, "poster_steps": 8}

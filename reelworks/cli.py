@@ -19,7 +19,7 @@ pipelines_app = typer.Typer(help="Pipelines this install knows.", no_args_is_hel
 app.add_typer(pipelines_app, name="pipelines")
 
 # One sub-command group per workflow, each defined in reelworks/<workflow>/cli.py.
-WORKFLOWS = ("plots", "tweeter", "films", "posters")
+WORKFLOWS = ("plots", "tweeter", "films", "posters", "musicvideo", "t2v")
 for _workflow in WORKFLOWS:
     _module = importlib.import_module(f"reelworks.{_workflow}.cli")
     app.add_typer(_module.app, name=_workflow)
@@ -85,6 +85,29 @@ def submit(pipeline: str = typer.Argument(..., help="Pipeline name."),
     run_id = kubeflow.submit(pipeline, host, arguments, experiment=experiment, pipeline_root=pipeline_root,
                              wait=wait, namespace=namespace)
     typer.echo(f"submitted run {run_id}")
+
+
+metrics_app = typer.Typer(help="The Pushgateway's metric groups.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
+
+
+@metrics_app.command("prune")
+def metrics_prune(older_than: str = typer.Option("7d", help="Delete pipeline-run groups last pushed before "
+                                                           "this: 90s, 30m, 12h, 7d."),
+                  gateway: Optional[str] = typer.Option(None, envvar="REELWORKS_PUSHGATEWAY_URL",
+                                                        help="Pushgateway URL (default: $REELWORKS_PUSHGATEWAY_URL).")
+                  ) -> None:
+    """Delete the metric groups of old Kubeflow pipeline runs (per-job groups stay)."""
+    from reelworks import metrics
+
+    if not gateway:
+        raise ReelworksError("no Pushgateway: pass --gateway URL or set REELWORKS_PUSHGATEWAY_URL")
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = older_than[:-1], older_than[-1:]
+    if unit not in units or not value.isdigit():
+        raise ReelworksError(f"--older-than {older_than!r}: expected a number and s, m, h or d, e.g. 7d")
+    deleted = metrics.prune(gateway, int(value) * units[unit])
+    typer.echo(f"deleted {len(deleted)} metric group(s) older than {older_than}")
 
 
 @app.callback()

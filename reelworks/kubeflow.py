@@ -9,6 +9,7 @@ module name: each defines `pipeline` (a `@dsl.pipeline`) and may define
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import pkgutil
@@ -38,10 +39,66 @@ def component(flavour: str = "cpu", **kwargs) -> Callable:
     """
     from kfp import dsl
 
-    return dsl.component(base_image=settings.image(flavour), install_kfp_package=False, **kwargs)
+    decorate = dsl.component(base_image=settings.image(flavour), install_kfp_package=False, **kwargs)
+
+    def wrap(func):
+        made = decorate(func)
+        made.__class__ = _restricted_component_class(type(made))
+        return made
+
+    return wrap
+
+
+@functools.lru_cache(maxsize=None)
+def _restricted_component_class(base: type) -> type:
+    """`base` whose tasks run as the images' non-root user, so every step of every pipeline
+    meets the restricted Pod Security Standard without each pipeline remembering to ask."""
+
+    class RestrictedComponent(base):
+        def __call__(self, *args, **kwargs):
+            task = super().__call__(*args, **kwargs)
+            from kfp.dsl import PipelineTask
+
+            if isinstance(task, PipelineTask):
+                restricted(task)
+            return task
+
+    RestrictedComponent.__name__ = RestrictedComponent.__qualname__ = base.__name__
+    return RestrictedComponent
+
+
+def restricted(task):
+    """The restricted Pod Security Standard for a step: kfp's executor config carries the user;
+    the KFP backend adds no privilege escalation, no capabilities, RuntimeDefault seccomp."""
+    from kfp import kubernetes
+
+    return kubernetes.set_security_context(task, run_as_user=POD_UID, run_as_group=POD_UID, run_as_non_root=True)
 
 
 RELEASE = os.environ.get("REELWORKS_RELEASE", "reelworks")
+# The ServiceAccount the chart creates and binds to its Role; pipeline runs and training-job
+# pods run as it (kfp sets it per run: `submit` passes it).
+SERVICE_ACCOUNT = os.environ.get("REELWORKS_K8S_SERVICE_ACCOUNT", "reelworks")
+# The user the images create (images/, the chart's podSecurity.uid).
+POD_UID = int(os.environ.get("REELWORKS_POD_UID", "10001"))
+
+
+def pod_security_context() -> dict:
+    """The restricted Pod Security Standard, pod level, for pods the chart does not template."""
+    return {"runAsNonRoot": True, "runAsUser": POD_UID, "runAsGroup": POD_UID, "fsGroup": POD_UID,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def container_security_context() -> dict:
+    """The restricted Pod Security Standard, container level."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+            "runAsUser": POD_UID, "runAsGroup": POD_UID, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+# The pod label value (app.kubernetes.io/component) the chart's pipeline-step NetworkPolicy selects.
+PIPELINE_STEP = "pipeline-step"
+# The label Kubeflow Pipelines' API server puts on the pods of a run (its run id).
+KFP_RUN_LABEL = "pipeline/runid"
 
 
 def with_s3(task):
@@ -51,13 +108,16 @@ def with_s3(task):
 
     kubernetes.add_pod_label(task, "app.kubernetes.io/name", "reelworks")
     kubernetes.add_pod_label(task, "app.kubernetes.io/instance", RELEASE)
+    # The chart's pipeline-step NetworkPolicy adds the egress KFP's driver and launcher need.
+    kubernetes.add_pod_label(task, "app.kubernetes.io/component", PIPELINE_STEP)
 
     kubernetes.use_secret_as_env(task, S3_SECRET, {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
                                                    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
-    kubernetes.use_config_map_as_env(task, CONFIG_MAP, {"AWS_ENDPOINT_URL": "AWS_ENDPOINT_URL",
-                                                        "AWS_REGION": "AWS_REGION",
-                                                        "REELWORKS_PUSHGATEWAY_URL": "REELWORKS_PUSHGATEWAY_URL"},
-                                     optional=True)
+    settings_from_config_map = ("AWS_ENDPOINT_URL", "AWS_REGION", "REELWORKS_PUSHGATEWAY_URL",
+                                "REELWORKS_K8S_SERVICE_ACCOUNT")
+    kubernetes.use_config_map_as_env(task, CONFIG_MAP, {k: k for k in settings_from_config_map}, optional=True)
+    # The KFP backend labels every step pod with its run: metrics group by it (never by pod name).
+    kubernetes.use_field_path_as_env(task, "KFP_RUN_ID", f"metadata.labels['{KFP_RUN_LABEL}']")
     return task
 
 
@@ -68,8 +128,18 @@ def with_secret_env(task, secret: str, keys_to_env: dict[str, str]):
     return task
 
 
-def on_gpu(task, count: int = 1, accelerator: str | None = None):
-    """Ask for `count` GPUs and land on a GPU node (tolerating the usual GPU taint)."""
+# Inputs by which a component says how many processes it starts per pod (torchrun's
+# --nproc-per-node); a GPU step without one starts one process. tests/test_pipelines.py checks
+# every compiled GPU step against them: each process takes the GPU of its local rank.
+PROCESS_INPUTS = ("nproc",)
+
+
+def on_gpu(task, count=1, accelerator: str | None = None):
+    """Ask for `count` GPUs and land on a GPU node (tolerating the usual GPU taint).
+
+    `count` is the number of processes the step starts (one GPU each): an int, or the same
+    pipeline parameter the step gets as `nproc`, e.g. `on_gpu(train, nproc)`.
+    """
     from kfp import kubernetes
 
     task.set_accelerator_type(accelerator or GPU_ACCELERATOR)
@@ -178,6 +248,7 @@ def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | None = 
     folder, or an s3:// prefix that receives the run's artifacts once it succeeds (kfp.local
     itself only writes locally). Returns the local root.
     """
+    import builtins
     import shutil
     import tempfile
 
@@ -186,6 +257,9 @@ def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | None = 
     from reelworks import storage
 
     entry = get_pipeline(name)
+    # kfp.local indents step logs by swapping `builtins.print`; ParallelFor iterations run in
+    # threads whose swaps interleave, which can leave print swapped after the run.
+    plain_print = builtins.print
     args = {**entry.local_arguments, **arguments}
     remote_root = pipeline_root if pipeline_root and storage.is_s3(pipeline_root) else None
     if remote_root:
@@ -206,6 +280,7 @@ def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | None = 
         if remote_root:
             storage.sync_up(local_root, remote_root)
     finally:
+        builtins.print = plain_print
         if remote_root:
             shutil.rmtree(local_root, ignore_errors=True)
     return local_root
@@ -229,6 +304,27 @@ def default_pipeline_root() -> str | None:
     return f"s3://{bucket}/pipeline-root" if bucket else None
 
 
+WAIT_TIMEOUT_S = int(os.environ.get("REELWORKS_WAIT_TIMEOUT_S", 24 * 3600))
+# The v2beta1 run states a run does not leave. kfp.Client.wait_for_run_completion does not count
+# CANCELED among them (it would wait for a cancelled run forever), hence our own loop.
+FINISHED_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
+
+
+def wait_for_run(client, run_id: str, timeout_s: float, poll_s: float | None = None):
+    """Poll the run until it reaches a finished state; returns the V2beta1Run."""
+    import time
+
+    poll_s = poll_s if poll_s is not None else float(os.environ.get("REELWORKS_KFP_POLL_S", 10))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = client.get_run(run_id)
+        if (run.state or "").upper() in FINISHED_STATES:
+            return run
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} did not finish within {timeout_s} s")
+        time.sleep(poll_s)
+
+
 def submit(name: str, host: str, arguments: dict[str, Any], experiment: str | None = None,
            pipeline_root: str | None = None, wait: bool = False, namespace: str | None = None) -> str:
     """Submit to a Kubeflow Pipelines endpoint; returns the run id."""
@@ -243,11 +339,21 @@ def submit(name: str, host: str, arguments: dict[str, Any], experiment: str | No
             warnings.simplefilter("ignore", FutureWarning)  # kfp's note about server versions
             client = kfp.Client(host=host, namespace=namespace)
             run = client.create_run_from_pipeline_func(entry.pipeline, arguments=arguments,
-                                                       experiment_name=experiment or name, pipeline_root=root)
+                                                       experiment_name=experiment or name, pipeline_root=root,
+                                                       service_account=SERVICE_ACCOUNT or None)
         if wait:
-            client.wait_for_run_completion(run.run_id, timeout=24 * 3600)
+            finished = wait_for_run(client, run.run_id, WAIT_TIMEOUT_S)
+            state = getattr(finished, "state", None) or "UNKNOWN"
+            if state != "SUCCEEDED":
+                error = getattr(finished, "error", None)
+                detail = (getattr(error, "message", "") or "").strip().splitlines()
+                raise ReelworksError(f"run {run.run_id} of {name!r} ended {state}"
+                                     + (f": {detail[0]}" if detail else ""), exit_code=1)
     except ReelworksError:
         raise
+    except TimeoutError:
+        raise ReelworksError(f"run {run.run_id} of {name!r} did not finish within {WAIT_TIMEOUT_S} s", exit_code=1) \
+            from None
     except Exception as exc:
         from urllib3.exceptions import MaxRetryError
 

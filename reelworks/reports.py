@@ -154,5 +154,7 @@ def _md_cell(value: object) -> str:
     return _cell(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+def _data_uri(image: bytes) -> str:
+    # Galleries embed GIF previews and JPEG frames beside PNG charts: name the real type.
+    kind = "gif" if image[:4] == b"GIF8" else "jpeg" if image[:3] == b"\xff\xd8\xff" else "png"
+    return f"data:image/{kind};base64," + base64.b64encode(image).decode()

@@ -43,9 +43,44 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("REELWORKS_SHARED_DATA", default))
 
 
+def job_deadline_s() -> float | None:
+    """Seconds this pod may run (its Job's activeDeadlineSeconds, REELWORKS_JOB_DEADLINE_S), if known."""
+    value = os.environ.get("REELWORKS_JOB_DEADLINE_S")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def pipeline_run_id() -> str | None:
+    """The Kubeflow pipeline run this step belongs to, if any (REELWORKS_RUN_ID, KFP_RUN_ID).
+
+    Unlike `run_id` it never falls back to the pod name: metrics group by it, and a per-pod
+    group would never be replaced."""
+    for name in ("REELWORKS_RUN_ID", "KFP_RUN_ID"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
 def run_id() -> str:
     """The id that groups one run's metrics and outputs: the KFP run id when there is one."""
     for name in ("REELWORKS_RUN_ID", "KFP_RUN_ID", "HOSTNAME"):
         if os.environ.get(name):
             return os.environ[name]
     return f"local-{os.getpid()}"
+
+
+def llm_base_url() -> str | None:
+    """An OpenAI-compatible endpoint (`.../v1`); unset: steps that can fall back to a template do."""
+    return os.environ.get("REELWORKS_LLM_BASE_URL", "").strip() or None
+
+
+def llm_model() -> str | None:
+    """The model name sent to the endpoint; unset: the first model the endpoint lists."""
+    return os.environ.get("REELWORKS_LLM_MODEL", "").strip() or None
+
+
+def llm_api_key() -> str | None:
+    """The endpoint's API key (from a Secret on the cluster; never logged)."""
+    return os.environ.get("REELWORKS_LLM_API_KEY", "").strip() or None

@@ -235,19 +235,31 @@ def local_file(uri: str) -> Iterator[Path]:
         yield path
 
 
+def _temp_beside(path: Path) -> Path:
+    """A new, unique temporary name beside `path` (same filesystem, so it renames into place):
+    concurrent writers of one path never share a temporary file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    return Path(tmp)
+
+
 def download_file(uri: str, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     loc = parse(uri)
-    tmp = path.with_name(f".{path.name}.part")
-    if not loc.is_s3:
-        if not loc.path.is_file():
-            raise NotFoundError(f"not found: {uri}")
-        shutil.copyfile(loc.path, tmp)
-    else:
-        with _s3_errors(uri):
-            s3_client().download_file(loc.bucket, loc.key, str(tmp), Config=_transfer_config())
-    os.replace(tmp, path)
+    if not loc.is_s3 and not loc.path.is_file():
+        raise NotFoundError(f"not found: {uri}")
+    tmp = _temp_beside(path)
+    try:
+        if not loc.is_s3:
+            shutil.copyfile(loc.path, tmp)
+        else:
+            with _s3_errors(uri):
+                s3_client().download_file(loc.bucket, loc.key, str(tmp), Config=_transfer_config())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     return path
 
 
@@ -311,6 +323,11 @@ def create_if_absent(uri: str, data: bytes | str) -> bool:
             return False
         finally:
             os.unlink(tmp)
+    check_conditional_writes(uri)
+    return _put_if_absent(loc, data, uri)
+
+
+def _put_if_absent(loc: Location, data: bytes, uri: str) -> bool:
     from botocore.exceptions import ClientError
 
     with _s3_errors(uri):
@@ -325,6 +342,36 @@ def create_if_absent(uri: str, data: bytes | str) -> bool:
             raise
 
 
+_CONDITIONAL_WRITES_OK: set[tuple[str, str]] = set()
+_CONDITIONAL_WRITES_LOCK = threading.Lock()
+
+
+def check_conditional_writes(uri: str) -> None:
+    """Refuse a store that ignores `If-None-Match: *` (older MinIO, Ceph, some gateways): there
+    `create_if_absent` would let two writers both "win". Checked once per process and bucket:
+    a probe object is written twice and the second write must be refused (412)."""
+    import uuid
+
+    loc = parse(uri)
+    if not loc.is_s3:
+        return
+    store = (os.environ.get("AWS_ENDPOINT_URL", ""), loc.bucket)
+    with _CONDITIONAL_WRITES_LOCK:
+        if store in _CONDITIONAL_WRITES_OK:
+            return
+        probe = Location("s3", loc.bucket, f".reelworks/if-none-match-probe/{uuid.uuid4().hex}")
+        try:
+            first = _put_if_absent(probe, b"probe", str(probe))
+            second = _put_if_absent(probe, b"probe", str(probe))
+        finally:
+            with contextlib.suppress(ReelworksError):
+                delete(str(probe))
+        if not (first and not second):
+            raise ReelworksError(f"the S3 store {store[0] or 'AWS'} (bucket {loc.bucket}) does not honour "
+                                 f"If-None-Match: create-if-absent writes (ledgers, locks) are not safe there")
+        _CONDITIONAL_WRITES_OK.add(store)
+
+
 def upload_file(path: str | Path, uri: str) -> None:
     """Copy a local file to `uri`; large files go up in concurrent multipart chunks."""
     path = Path(path)
@@ -332,10 +379,13 @@ def upload_file(path: str | Path, uri: str) -> None:
         raise NotFoundError(f"not found: {path}")
     loc = parse(uri)
     if not loc.is_s3:
-        loc.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = loc.path.with_name(f".{loc.path.name}.part")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, loc.path)
+        tmp = _temp_beside(loc.path)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, loc.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         return
     with _s3_errors(uri):
         s3_client().upload_file(str(path), loc.bucket, loc.key, Config=_transfer_config())
@@ -407,8 +457,21 @@ def copy_prefix(src: str, dst: str) -> list[str]:
 # --------------------------------------------------------------------------- sync
 
 
+def _sync_manifest(local_dir: Path) -> Path:
+    """Where `sync_down` records what it fetched into `local_dir` ({key: {"etag", "size"}}), so
+    the next sync can tell a changed object (a retrained model of the same shape has the same
+    sizes) and a deleted one. Kept in the cache, not in the folder, which stays a clean copy."""
+    import hashlib
+
+    digest = hashlib.sha256(str(local_dir.resolve()).encode()).hexdigest()[:32]
+    return cache_dir() / "sync" / f"{digest}.json"
+
+
 def sync_down(prefix: str, local_dir: str | Path) -> Path:
-    """Mirror `prefix` into `local_dir`, fetching only objects whose size differs."""
+    """Mirror `prefix` into `local_dir`: fetch objects whose ETag (or size) differs from what the
+    last sync fetched, and remove files that sync fetched and the prefix no longer has."""
+    import json
+
     local_dir = Path(local_dir)
     loc = parse(prefix)
     if not loc.is_s3:
@@ -417,18 +480,27 @@ def sync_down(prefix: str, local_dir: str | Path) -> Path:
         shutil.copytree(loc.path, local_dir, dirs_exist_ok=True)
         return local_dir
     base = loc.key.rstrip("/") + "/" if loc.key else ""
-    remote: dict[str, int] = {}
+    remote: dict[str, dict] = {}
     with _s3_errors(prefix):
         for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=base):
             for obj in page.get("Contents", []):
-                remote[safe_key(obj["Key"][len(base):])] = obj["Size"]
+                remote[safe_key(obj["Key"][len(base):])] = {"etag": obj.get("ETag", ""), "size": obj["Size"]}
     if not remote:
         raise NotFoundError(f"nothing at {prefix}")
-    for key, size in remote.items():
+    manifest_path = _sync_manifest(local_dir)
+    try:
+        fetched = json.loads(manifest_path.read_text())
+    except (FileNotFoundError, ValueError):
+        fetched = {}
+    for key, info in remote.items():
         target = local_dir / key
-        if target.is_file() and target.stat().st_size == size:
+        if fetched.get(key) == info and target.is_file() and target.stat().st_size == info["size"]:
             continue
         download_file(join(prefix, key), target)
+    for key in set(fetched) - set(remote):  # gone from the prefix: gone from the mirror
+        with contextlib.suppress(FileNotFoundError):
+            (local_dir / safe_key(key)).unlink()
+    _atomic_local_write(manifest_path, json.dumps(remote, sort_keys=True).encode())
     return local_dir
 
 
@@ -476,8 +548,9 @@ def output_dir(prefix: str) -> Iterator[Path]:
         try:
             yield tmp
             if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
+                # A unique name for the old folder: two publishers of one prefix never share it
+                # (rename(2) replaces the empty folder mkdtemp made).
+                old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
                 os.replace(target, old)
                 os.replace(tmp, target)
                 shutil.rmtree(old, ignore_errors=True)

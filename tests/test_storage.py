@@ -190,4 +190,123 @@ def test_cached_prefix_is_reused(s3_bucket, tmp_path, monkeypatch):
     storage.write_text(f"{s3_bucket}/m/config.json", "{}")
     first = storage.cached(f"{s3_bucket}/m")
     assert (first / "config.json").read_text() == "{}"
+    fetched_at = (first / "config.json").stat().st_mtime_ns
     assert storage.cached(f"{s3_bucket}/m") == first
+    assert (first / "config.json").stat().st_mtime_ns == fetched_at  # reused, not downloaded again
+    storage.write_text(f"{s3_bucket}/m/config.json", '{"v": 2}')  # a newer model at the prefix
+    storage.write_text(f"{s3_bucket}/m/extra.json", "[]")
+    assert (storage.cached(f"{s3_bucket}/m") / "config.json").read_text() == '{"v": 2}'
+    assert (first / "extra.json").read_text() == "[]"
+
+
+# --------------------------------------------------------------------------- cache, temp names, If-None-Match
+
+
+def test_cache_refetches_a_changed_object_of_the_same_size_and_drops_deleted_ones(s3_bucket, tmp_path, monkeypatch):
+    """A retrained model of the same shape has the same file sizes: the cache must notice."""
+    monkeypatch.setenv("REELWORKS_CACHE_DIR", str(tmp_path / "cache"))
+    storage.write_bytes(f"{s3_bucket}/m/model.safetensors", b"weights-v1")
+    storage.write_text(f"{s3_bucket}/m/old-shard.bin", "x")
+    local = storage.cached(f"{s3_bucket}/m")
+    assert (local / "model.safetensors").read_bytes() == b"weights-v1"
+    storage.write_bytes(f"{s3_bucket}/m/model.safetensors", b"weights-v2")  # same size, new ETag
+    storage.delete(f"{s3_bucket}/m/old-shard.bin")
+    assert storage.cached(f"{s3_bucket}/m") == local
+    assert (local / "model.safetensors").read_bytes() == b"weights-v2"
+    assert not (local / "old-shard.bin").exists()
+    assert sorted(p.name for p in local.iterdir()) == ["model.safetensors"]  # no bookkeeping in the copy
+
+
+def test_concurrent_writers_of_one_path_never_share_a_temporary_file(s3_bucket, tmp_path):
+    data = {i: os.urandom(64 * 1024) for i in range(8)}
+    for i, blob in data.items():
+        storage.write_bytes(f"{s3_bucket}/v{i}.bin", blob)
+    target = tmp_path / "same.bin"
+    barrier = threading.Barrier(8)
+
+    def fetch(i):
+        barrier.wait()
+        storage.download_file(f"{s3_bucket}/v{i}.bin", target)
+        storage.upload_file(target, str(tmp_path / "published.bin"))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(fetch, data))  # with one shared ".same.bin.part" these raced and failed
+    assert target.read_bytes() in data.values()
+    assert (tmp_path / "published.bin").read_bytes() in data.values()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["published.bin", "same.bin"], "temporary files left"
+
+
+@pytest.fixture
+def store_ignoring_if_none_match(s3_server, monkeypatch):
+    """An S3 endpoint that drops the If-None-Match header on its way to the real S3 server, as
+    stores without conditional writes do; yields its bucket."""
+    import http.client
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlparse
+
+    upstream = urlparse(s3_server)
+
+    class Proxy(BaseHTTPRequestHandler):
+        def _forward(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("if-none-match", "host")}
+            conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+            conn.request(self.command, self.path, body=body or None, headers=headers)
+            answer = conn.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.getheaders():
+                if key.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bucket = f"ignoring-{os.urandom(4).hex()}"
+    storage.s3_client().create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    storage.reset_clients()
+    yield f"s3://{bucket}"
+    server.shutdown()
+    storage.reset_clients()
+
+
+def test_create_if_absent_refuses_a_store_without_conditional_writes(store_ignoring_if_none_match):
+    uri = f"{store_ignoring_if_none_match}/ledger/claim.json"
+    with pytest.raises(ReelworksError, match="does not honour If-None-Match"):
+        storage.create_if_absent(uri, "a")
+    assert not storage.exists(uri)
+    assert storage.list_keys(store_ignoring_if_none_match) == [], "the probe object is cleaned up"
+
+
+def test_create_if_absent_checks_the_store_once_per_process(s3_bucket, monkeypatch):
+    probes = []
+    real = storage._put_if_absent
+    monkeypatch.setattr(storage, "_put_if_absent", lambda loc, data, uri: probes.append(loc.key) or real(loc, data, uri))
+    assert storage.create_if_absent(f"{s3_bucket}/a.json", "1")
+    assert storage.create_if_absent(f"{s3_bucket}/b.json", "1")
+    assert not storage.create_if_absent(f"{s3_bucket}/b.json", "2")
+    checks = [k for k in probes if k.startswith(".reelworks/")]
+    assert len(checks) == 2 and len(set(checks)) == 1, "one probe: written once, refused once"
+
+
+def test_tweeter_refuses_its_ledger_on_such_a_store(store_ignoring_if_none_match, tmp_path, capsys):
+    from reelworks.cli import main
+    from reelworks.tweeter.queue import QueueItem, append_to_queue
+
+    queue = f"{store_ignoring_if_none_match}/plotbot/queue.jsonl"
+    append_to_queue(queue, [QueueItem("The Last Lighthouse", "A lonely robot keeps a lighthouse lit for ships "
+                                      "that never come, until one does.", genres=["Sci-Fi"])])
+    with pytest.raises(SystemExit) as exit_:
+        main(["tweeter", "publish", "--queue", queue, "--dry-run"])
+    assert exit_.value.code == 2
+    assert "does not honour If-None-Match" in capsys.readouterr().err

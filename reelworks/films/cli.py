@@ -107,7 +107,8 @@ def train_shot_classifier(
     m, h = summary["test"]["model"], summary["test"]["face_heuristic"]
     if summary.get("cv"):
         c = summary["cv"]["model"]
-        typer.echo(f"{summary['cv']['folds']}-fold cross-validated recall {c['recall']:.3f} at FPR {c['fpr']:.3f}")
+        grouped = " (grouped by viewing)" if summary["cv"].get("grouped") else ""
+        typer.echo(f"{summary['cv']['folds']}-fold cross-validated recall {c['recall']:.3f} at FPR {c['fpr']:.3f}{grouped}")
     typer.echo(f"test recall {m['recall']:.3f} at FPR {m['fpr']:.3f} (face heuristic: recall {h['recall']:.3f}, "
                f"FPR {h['fpr']:.3f}); goal recall >= {summary['goal']['recall']} at FPR <= {summary['goal']['max_fpr']}: "
                f"{'met' if summary['goal']['met'] else 'NOT met'} -> {output}")

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from reelworks import storage, video
+from reelworks import media, storage
 from reelworks.errors import ReelworksError
 from reelworks.films.frames import MANIFEST, SUMMARY, encode_jpeg, film_name, frame_name
 from reelworks.metrics import job_metrics
@@ -25,6 +27,7 @@ from reelworks.progress import track
 log = logging.getLogger(__name__)
 
 PARTIAL_EXIT_CODE = 3  # distinguishes "damaged film, partial output written" from bad arguments (2)
+ENCODE_THREADS = 2  # JPEG encoding beside the decoding thread
 
 
 @dataclass
@@ -74,36 +77,51 @@ def sample_frames(input_uri: str, output_uri: str, times: list[float] | None, ev
     size = parse_size(size) if isinstance(size, str) or size is None else tuple(size)
     film = film or film_name(input_uri)
     with job_metrics(job) as metrics, storage.local_file(input_uri) as path:
-        info = video.probe(path)
-        targets = list(times) if times is not None else video.sample_times(info.duration_s, every)
+        info = media.probe_video(path)
+        targets = list(times) if times is not None else media.sample_times(info.duration_s, every)
         settings = {"film": film, "input": str(input_uri), "input_bytes": path.stat().st_size, "every": every,
                     "size": list(size) if size else None, "gray": gray,
                     "targets": hashlib.sha256(json.dumps(targets).encode()).hexdigest()[:16]}
         done = _finished(output_uri, settings)
         if done is not None:
             log.info("%s already holds these frames of %s: nothing to do", output_uri, film)
-            return ExtractResult(film, output_uri, done.get("frames", 0), len(targets),
-                                 done.get("bad_regions", []), skipped=True)
+            # A damaged film stays damaged: the rerun exits as the first run did (3 unless allowed).
+            return _refuse_partial(ExtractResult(film, output_uri, done.get("frames", 0), len(targets),
+                                                 done.get("bad_regions", []), skipped=True), allow_partial)
 
         # A stale manifest must disappear before any new file does (S3 has no folder rename).
         storage.delete(storage.join(output_uri, MANIFEST))
         rows, failed = [], []
-        sampler = video.frames_at(path, targets, size=size, gray=gray)
-        with storage.output_dir(output_uri) as folder:
-            for i, sample in enumerate(track(sampler, f"extract {film}", total=len(targets), unit="frame")):
-                if not sample.ok:
+        # JPEG encoding runs in worker threads while this one decodes on towards the next
+        # target (FFmpeg's decoder and libjpeg release the GIL): the JPEG work hides behind
+        # the decoding.
+        sampler = media.frames_at(path, targets, size=size, gray=gray)
+        with storage.output_dir(output_uri) as folder, ThreadPoolExecutor(ENCODE_THREADS) as pool:
+            pending: deque = deque()
+
+            def finish(i, sample, encoded) -> None:
+                if encoded is None:
                     failed.append((sample.target_s, sample.error))
-                    metrics.fail("undecodable_frame")
-                    continue
+                    metrics.drop("undecodable_frame")
+                    return
                 index = len(rows)
                 name = frame_name(index)
-                (folder / name).write_bytes(encode_jpeg(sample.image))
+                (folder / name).write_bytes(encoded.result())
                 row = {"film": film, "index": index, "time_s": round(sample.time_s, 6),
                        "target_s": sample.target_s, "path": name, "keyframe": sample.keyframe}
                 if extra is not None:
                     row.update(extra[i])
                 rows.append(row)
                 metrics.items.inc()
+
+            for i, sample in enumerate(track(sampler, f"extract {film}", total=len(targets), unit="frame")):
+                encoded = pool.submit(encode_jpeg, sample.image) if sample.ok else None
+                sample.image = None
+                pending.append((i, sample, encoded))
+                while len(pending) > 2 * ENCODE_THREADS:  # bounded: memory stays flat on long films
+                    finish(*pending.popleft())
+            while pending:
+                finish(*pending.popleft())
             bad_regions = _regions(failed, every or info.frame_period_s)
             summary = {**settings, "frames": len(rows), "requested": len(targets), "duration_s": info.duration_s,
                        "fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec,
@@ -113,11 +131,15 @@ def sample_frames(input_uri: str, output_uri: str, times: list[float] | None, ev
         storage.write_text(storage.join(output_uri, MANIFEST), "".join(json.dumps(r) + "\n" for r in rows))
         metrics.gauge("reelworks_films_frames_missing", "Target times with no decodable frame").set(len(failed))
 
-    result = ExtractResult(film, output_uri, len(rows), len(targets), bad_regions)
-    if bad_regions:
-        where = "; ".join(f"{r['start_s']:.1f}-{r['end_s']:.1f} s ({r['reason']})" for r in bad_regions)
-        message = (f"{film}: {len(failed)} of {len(targets)} frames could not be decoded, bad region(s): {where}; "
-                   f"wrote the {len(rows)} that decoded")
+    return _refuse_partial(ExtractResult(film, output_uri, len(rows), len(targets), bad_regions), allow_partial)
+
+
+def _refuse_partial(result: ExtractResult, allow_partial: bool) -> ExtractResult:
+    """A film with bad regions exits PARTIAL_EXIT_CODE unless `allow_partial` (then one warning)."""
+    if result.bad_regions:
+        where = "; ".join(f"{r['start_s']:.1f}-{r['end_s']:.1f} s ({r['reason']})" for r in result.bad_regions)
+        message = (f"{result.film}: {result.targets - result.frames} of {result.targets} frames could not be "
+                   f"decoded, bad region(s): {where}; wrote the {result.frames} that decoded")
         if not allow_partial:
             raise ReelworksError(message + " (pass --allow-partial to accept)", exit_code=PARTIAL_EXIT_CODE)
         log.warning(message)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from reelworks import video
+from reelworks import media
 from reelworks.settings import cache_dir, shared_data_dir
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def synthetic_film(path: str | Path, shots: int = 6, shot_s: float = 2.5, fps: f
                 frame[y:y + side, x:x + side] = colour
                 yield frame
 
-    return video.write_video(path, frames(), fps, keyframe_interval_s=keyframe_interval_s)
+    return media.write_video(path, frames(), fps, keyframe_interval_s=keyframe_interval_s)
 
 
 def dialogue_film(path: str | Path, stills: Sequence[np.ndarray], pattern: str, shot_s: float = 1.5,
@@ -69,7 +69,7 @@ def dialogue_film(path: str | Path, stills: Sequence[np.ndarray], pattern: str, 
             for _ in range(per_shot):  # a little grain, as film has: a perfectly still frame is not a shot
                 yield np.clip(still + rng.integers(-2, 3, still.shape), 0, 255).astype(np.uint8)
 
-    return video.write_video(path, frames(), fps, keyframe_interval_s=2.0)
+    return media.write_video(path, frames(), fps, keyframe_interval_s=2.0)
 
 
 def sample_films(count: int = 2, folder: str | Path | None = None) -> list[str]:

@@ -171,12 +171,27 @@ class FeatureModel:
 _TRUSTED = ("sklearn.", "numpy.", "builtins.")
 
 
-def out_of_fold(make, x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Scores for every row from a model that never saw it (stratified k-fold)."""
-    from sklearn.model_selection import StratifiedKFold
+def folds_of(y: np.ndarray, folds: int = 5, seed: int = 0, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, held) index pairs: stratified k-fold, or, with `groups` (the capture groups: one
+    viewing of one film), stratified *grouped* k-fold, so no viewing is on both sides of a fold."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    folds = max(2, min(folds, int(np.bincount(y.astype(int), minlength=2).min())))
-    scores = np.zeros(len(y))
-    for train, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        scores[held] = make().fit(x[train], y[train])(x[held])
+    y = np.asarray(y).astype(int)
+    folds = max(2, min(folds, int(np.bincount(y, minlength=2).min())))
+    if groups is None:
+        return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y))
+    groups = np.asarray(groups)
+    folds = min(folds, len(set(groups.tolist())))
+    if folds < 2:
+        raise ReelworksError("grouped cross-validation needs stills from at least 2 capture groups (viewings)")
+    return list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(y, y, groups))
+
+
+def out_of_fold(make, x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, groups=None) -> np.ndarray:
+    """Scores for every row from a model that never saw it (stratified k-fold; grouped by
+    viewing when `groups` are given). A fold whose training part holds one class only scores 0.5."""
+    scores = np.full(len(y), 0.5)
+    for train, held in folds_of(y, folds, seed, groups):
+        if len(set(np.asarray(y)[train].tolist())) == 2:
+            scores[held] = make().fit(x[train], y[train])(x[held])
     return scores

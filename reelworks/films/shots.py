@@ -56,9 +56,9 @@ def detect_scene_list(path, detector: str = "content", threshold: float | None =
     """(PySceneDetect scene list, video) for a local file, defaults as PySceneDetect's own."""
     import scenedetect
 
-    from reelworks import video
+    from reelworks import media
 
-    video.probe(path)  # one clear error for files FFmpeg cannot read, before PySceneDetect tries
+    media.probe_video(path)  # one clear error for files FFmpeg cannot read, before PySceneDetect tries
     try:
         stream = scenedetect.open_video(str(path), backend="pyav")
     except Exception as exc:  # PySceneDetect wraps FFmpeg's errors in its own types

@@ -76,6 +76,9 @@ def threshold_at_fpr(scores: np.ndarray, labels: np.ndarray, max_fpr: float) -> 
     return float(np.clip(thresholds[ok[-1]], 0.0, 1.0)) if len(ok) else 1.0
 
 
+THRESHOLD_MODES = ("per_class", "global", "calibrated")
+
+
 def tune_thresholds(scores: np.ndarray, labels: np.ndarray, task: Task, *, max_fpr: float | None = None,
                     mode: str = "per_class") -> list[float]:
     """Per-output decision thresholds chosen on validation data.
@@ -84,16 +87,22 @@ def tune_thresholds(scores: np.ndarray, labels: np.ndarray, task: Task, *, max_f
     binary task with `max_fpr`, the best recall at that false-positive rate); outputs with no
     positive (or no negative) example keep 0.5. `mode="global"`: one threshold for every
     output, the best micro-F1 (one parameter instead of k: steadier on small validation
-    sets). Multiclass uses argmax: thresholds are all 0.
+    sets). `mode="calibrated"`: each output's scores are put on one scale by a logistic fit on
+    validation (Platt scaling), then one threshold on that scale gives the best micro-F1; it is
+    returned as the equivalent threshold per output (class-weighted training inflates rare
+    outputs' scores, so one raw threshold for all of them is not one decision rule).
+    Multiclass uses argmax: thresholds are all 0.
     """
     from sklearn.metrics import precision_recall_curve
 
-    if mode not in ("per_class", "global"):
-        raise ValueError(f"mode must be per_class or global, not {mode!r}")
+    if mode not in THRESHOLD_MODES:
+        raise ValueError(f"mode must be one of {', '.join(THRESHOLD_MODES)}, not {mode!r}")
     if task.kind == "multiclass":
         return [0.0] * len(task.classes)
     truth = _as_matrix(labels, task)
     scores = np.asarray(scores).reshape(len(scores), -1)
+    if mode == "calibrated" and not (task.kind == "binary" and max_fpr is not None):
+        return _calibrated_thresholds(scores, truth)
     if mode == "global" and not (task.kind == "binary" and max_fpr is not None):
         if truth.sum() == 0:
             return [0.5] * task.num_outputs
@@ -112,6 +121,43 @@ def tune_thresholds(scores: np.ndarray, labels: np.ndarray, task: Task, *, max_f
         precision, recall, thresholds = precision_recall_curve(y, s)
         f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
         out.append(float(thresholds[int(np.argmax(f1[:-1]))]))
+    return out
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _calibrated_thresholds(scores: np.ndarray, truth: np.ndarray) -> list[float]:
+    """Platt-scale each output on this data, tune one threshold for micro-F1, map it back per output."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import precision_recall_curve
+
+    if truth.sum() == 0:
+        return [0.5] * scores.shape[1]
+    fits = []
+    calibrated = np.zeros(scores.shape)
+    for k in range(scores.shape[1]):
+        y, x = truth[:, k], _logit(scores[:, k])[:, None]
+        if y.min(initial=1) == y.max(initial=0) or np.ptp(x) == 0:  # nothing to fit: a constant at its rate
+            rate = float(y.mean()) if len(y) else 0.0
+            fits.append((0.0, float(_logit(rate))))
+            calibrated[:, k] = rate
+            continue
+        model = LogisticRegression(C=1.0).fit(x, y)
+        fits.append((float(model.coef_[0, 0]), float(model.intercept_[0])))
+        calibrated[:, k] = model.predict_proba(x)[:, 1]
+    precision, recall, cuts = precision_recall_curve(truth.ravel(), calibrated.ravel())
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    cut = float(cuts[int(np.argmax(f1[:-1]))])
+    out = []
+    for slope, intercept in fits:
+        # calibrated >= cut  <=>  slope * logit(score) + intercept >= logit(cut)
+        if slope > 1e-6:
+            out.append(float(1 / (1 + np.exp(-(_logit(cut) - intercept) / slope))))
+        else:  # no signal (or an inverted one): the output is called always or never, by its rate
+            out.append(0.0 if 1 / (1 + np.exp(-intercept)) >= cut else 1.0 + 1e-6)
     return out
 
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from reelworks.errors import ReelworksError
 
 TASK_KINDS = ("multilabel", "binary", "multiclass")
-ARCHITECTURES = ("posters_cnn", "moviegoer_cnn", "mobilenet_v3_small", "efficientnet_b0")
+ARCHITECTURES = ("posters_cnn", "moviegoer_cnn", "small_cnn", "mobilenet_v3_small", "efficientnet_b0")
 AUGMENTATIONS = ("none", "flip", "light")
 
 

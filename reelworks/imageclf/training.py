@@ -46,28 +46,9 @@ CARD_FILE = "model_card.json"
 # --------------------------------------------------------------------------- distribution
 
 
-def _tf_config() -> dict:
-    try:
-        return json.loads(os.environ.get("TF_CONFIG") or "{}")
-    except json.JSONDecodeError:
-        raise ReelworksError("TF_CONFIG is not valid JSON") from None
-
-
-def cluster_workers() -> int:
-    """How many training processes TF_CONFIG names (chief + workers); 1 without TF_CONFIG."""
-    cluster = _tf_config().get("cluster", {})
-    return max(1, sum(len(cluster.get(kind, [])) for kind in ("chief", "worker")))
-
-
-def is_chief() -> bool:
-    """The process that writes outputs: TF_CONFIG's chief, else worker 0, else the only one."""
-    config = _tf_config()
-    task = config.get("task", {})
-    if not task:
-        return True
-    if task.get("type") == "chief":
-        return True
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and not config.get("cluster", {}).get("chief")
+# TF_CONFIG is read without TensorFlow in reelworks.trainer, so steps that only publish can ask too.
+from reelworks.trainer import cluster_workers, is_chief  # noqa: E402,F401
+from reelworks.trainer import tf_config as _tf_config  # noqa: E402,F401
 
 
 def select_strategy() -> tf.distribute.Strategy:

@@ -55,9 +55,9 @@ def train(data: str = typer.Option(..., help="`plots prep` output URI."),
           base_model: str = typer.Option("gpt2", help="Hub id, local folder or s3:// prefix (with --preset '')."),
           tokenizer: str = typer.Option("", help="Use this tokenizer (e.g. the GPT-2 model's, so perplexities compare)."),
           nproc: int = typer.Option(1, help="Data-parallel processes on this machine (torchrun)."),
-          launcher: str = typer.Option("local", help="local (torchrun) or pytorchjob (Kubeflow Training Operator)."),
-          workers: int = typer.Option(1, help="PyTorchJob pods."),
-          gpus_per_worker: int = typer.Option(0, help="GPUs per PyTorchJob pod."),
+          launcher: str = typer.Option("local", help="local (torchrun), trainjob (Kubeflow Trainer v2) or pytorchjob (Training Operator 1.9)."),
+          workers: int = typer.Option(1, help="TrainJob nodes / PyTorchJob pods."),
+          gpus_per_worker: int = typer.Option(0, help="GPUs (= training processes) per TrainJob node / PyTorchJob pod."),
           checkpoint_dir: str = typer.Option("", help="Checkpoint URI (default OUTPUT/checkpoints); resumes from it."),
           max_steps: int = typer.Option(0, help="Optimizer steps (0: from --epochs)."),
           epochs: float = typer.Option(1.0, help="Passes over the training text when --max-steps is 0."),
@@ -111,12 +111,14 @@ def curate(samples: str = typer.Option(..., help="`plots generate` JSONL URI."),
            keyword: Optional[List[str]] = typer.Option(None, help="Keep plots with these words (repeatable)."),
            deny: str = typer.Option("deny", help="Deny-word list: 'deny' (shipped), a file URI, or '' for none."),
            ngram: int = typer.Option(8, help="Words in a row shared with a real plot that count as copying."),
-           hashtag_budget: int = typer.Option(30, help="Tweet characters kept free for hashtags.")) -> None:
-    """Keep complete, tweet-sized, original, non-duplicate plots; queue them for the tweeter."""
+           hashtag_budget: int = typer.Option(30, help="Tweet characters kept free for hashtags."),
+           max_unknown: float = typer.Option(0.15, help="Largest share of a plot's words unknown to the training "
+                                                        "vocabulary and the English word list.")) -> None:
+    """Keep complete, tweet-sized, original, non-duplicate plots of real words; queue them for the tweeter."""
     from reelworks.plots.curate import curate as run
 
     summary = run(samples, data, output, queue_uri=queue, genres=_split(genre), keywords=_split(keyword),
-                  deny=deny or None, ngram=ngram, hashtag_budget=hashtag_budget)
+                  deny=deny or None, ngram=ngram, hashtag_budget=hashtag_budget, max_unknown=max_unknown)
     typer.echo(f"kept {summary['kept']} of {summary['samples']} plots; {summary['queued']} queued -> {output}")
 
 

@@ -3,7 +3,8 @@
 Validation perplexity of GPT-2 and the LSTM baseline (same validation split, same tokenizer)
 against a unigram baseline, curation pass rate and drop reasons, distinct-1/2 (share of
 unique word uni/bigrams in the generated plots), memorisation rate (plots sharing a long
-n-gram with a real plot) and ten sample plots. Writes `report.md`, `report.html`,
+n-gram with a real plot), up to ten curated plots (what would be tweeted), an example of
+each drop reason and a few raw samples for contrast. Writes `report.md`, `report.html`,
 `metrics.json` and `evaluation.json` below the output URI.
 """
 from __future__ import annotations
@@ -27,6 +28,10 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def _jsonl(uri: str) -> list[dict]:
+    return [json.loads(line) for line in storage.read_text(uri).splitlines() if line.strip()]
+
+
 def _manifest(uri: str, what: str) -> dict:
     path = storage.join(uri, MANIFEST)
     if not storage.exists(path):
@@ -45,8 +50,9 @@ def evaluate(gpt2_uri: str, curated_uri: str, samples_uri: str, output_uri: str,
             raise ReelworksError(f"{curated_uri} is not a finished `plots curate` output (no curation.json)")
         curation = json.loads(storage.read_text(curation_file))
         samples = read_samples(samples_uri)
-        kept = [json.loads(line) for line in storage.read_text(storage.join(curated_uri, "plots.jsonl")).splitlines()
-                if line.strip()]
+        kept = _jsonl(storage.join(curated_uri, "plots.jsonl"))
+        rejected_uri = storage.join(curated_uri, "rejected.jsonl")
+        rejected = _jsonl(rejected_uri) if storage.exists(rejected_uri) else []  # older curate outputs have none
         plots = [s["plot"] for s in samples if s.get("plot")]
 
         report = Report("Plot bot evaluation")
@@ -73,9 +79,21 @@ def evaluate(gpt2_uri: str, curated_uri: str, samples_uri: str, output_uri: str,
         d1, d2 = distinct_n(plots, 1), distinct_n(plots, 2)
         report.table(["measure", "value"], [("distinct-1", d1), ("distinct-2", d2),
                                             ("memorisation rate", curation["memorisation_rate"])])
-        shown = kept[:10] or [{"title": s["title"], "plot": s["plot"]} for s in samples[:10]]
-        report.heading("Ten sample plots" + ("" if kept else " (none passed curation: raw samples)"))
-        report.table(["title", "plot"], [(s["title"], s["plot"]) for s in shown])
+        shown = [{"title": k["title"], "plot": k["plot"]} for k in kept[:10]]
+        report.heading(f"Curated plots ({len(shown)} of {curation['kept']} kept)")
+        if shown:
+            report.table(["title", "plot"], [(s["title"], s["plot"]) for s in shown])
+        else:
+            report.text("No generated plot passed curation: nothing would be tweeted.")
+        examples = {}
+        for row in rejected:
+            examples.setdefault(row["reason"], row)
+        if examples:
+            report.heading("Dropped plots (one example per reason)")
+            report.table(["reason", "title", "plot"], [(r, x["title"], x["plot"]) for r, x in examples.items()])
+        raw = [{"title": s.get("title", ""), "plot": s.get("plot", "")} for s in samples[:3]]
+        report.heading("Raw samples (before curation)")
+        report.table(["title", "plot"], [(s["title"], s["plot"]) for s in raw])
 
         report.metric("gpt2_val_perplexity", gpt2["val_perplexity"])
         report.metric("unigram_val_perplexity", gpt2["unigram_perplexity"])
@@ -88,6 +106,7 @@ def evaluate(gpt2_uri: str, curated_uri: str, samples_uri: str, output_uri: str,
         report.save(output_uri)
         storage.write_text(storage.join(output_uri, "evaluation.json"),
                            json.dumps({**report.metrics, "dropped": curation["dropped"],
-                                       "samples": [{"title": s["title"], "plot": s["plot"]} for s in shown]}, indent=2))
+                                       "curated": shown, "raw_samples": raw,
+                                       "rejected_examples": list(examples.values())}, indent=2))
         log.info("evaluation: %s", {k: round(v, 4) for k, v in report.metrics.items()})
         return report

@@ -203,7 +203,7 @@ def prep(input_uri: str, output_uri: str, *, columns: str | dict | None = None, 
                                 max_year=max_year, genres=genres, valid_fraction=valid_fraction)
         metrics.items.inc(len(rows))
         for reason, count in dropped.items():
-            metrics.failures.labels(reason=f"dropped_{reason}").inc(count)
+            metrics.drop(reason, count)  # skipped on purpose: not a failure
         if not movies:
             raise ReelworksError(f"no movies left in {input_uri} after cleaning and filters "
                                  f"({len(rows)} rows read; dropped: {dict(dropped) or 'none'})")
@@ -238,17 +238,26 @@ def prep(input_uri: str, output_uri: str, *, columns: str | dict | None = None, 
         return report
 
 
+def movies_per_year(movies: list[Movie]) -> dict[int, int]:
+    """Movies per release year, for every year from the first to the last (0 where none)."""
+    years = Counter(m.year for m in movies if m.year)
+    return {year: years[year] for year in range(min(years), max(years) + 1)} if years else {}
+
+
 def eda_report(movies: list[Movie], dropped: Counter, rows: int, input_uri: str) -> Report:
     report = Report("Plot data")
     report.text(f"{rows:,} rows read from `{input_uri}`; {len(movies):,} movies kept "
                 f"({sum(m.split == 'valid' for m in movies):,} held out for validation).")
     if dropped:
         report.table(["dropped because", "rows"], sorted(dropped.items(), key=lambda kv: -kv[1]))
-    years = Counter(m.year for m in movies if m.year)
-    if years:
-        with report.figure("movies_per_year", "Movies per year") as ax:
-            xs = sorted(years)
-            ax.bar(xs, [years[x] for x in xs], width=1.0, color="#4c72b0")
+    per_year = movies_per_year(movies)
+    if per_year:
+        with report.figure("movies_per_year", "Movies per year (one bar per year)") as ax:
+            from matplotlib.ticker import MaxNLocator
+
+            # Gaps between the bars show each year apart; years without movies keep their (empty) slot.
+            ax.bar(list(per_year), list(per_year.values()), width=0.8, color="#4c72b0")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("year")
             ax.set_ylabel("movies")
     genre_counts = Counter(g for m in movies for g in m.genres)

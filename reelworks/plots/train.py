@@ -5,8 +5,9 @@ the run's `TrainConfig` next to its checkpoints and starts the workers:
 
 - `launcher="local"`: in this process (`nproc=1`) or `torchrun --nproc-per-node N` (gloo on
   CPU, NCCL on GPU);
-- `launcher="pytorchjob"`: a Kubeflow Training Operator PyTorchJob with `workers` x
-  `gpus_per_worker`, running the same entry point (`python -m reelworks.plots.train`).
+- `launcher="trainjob"`: a Kubeflow Trainer v2 TrainJob (`reelworks.trainer`) of `workers`
+  nodes x `gpus_per_worker` processes, running the same entry point (`python -m reelworks.plots.train`);
+- `launcher="pytorchjob"`: the same as a Training Operator 1.9 PyTorchJob, for clusters not yet on Trainer v2.
 
 Workers pack the text into `block_size` chunks, train with AdamW, warmup + cosine, gradient
 accumulation, bf16 on GPU and optionally `torch.compile`, checkpoint every
@@ -38,7 +39,7 @@ from reelworks.plots import checkpoints
 log = logging.getLogger("reelworks.plots.train")  # also when run as __main__ by torchrun
 ARCHS = ("gpt2", "lstm")
 PRESETS = ("tiny", "")
-LAUNCHERS = ("local", "pytorchjob")
+LAUNCHERS = ("local", "trainjob", "pytorchjob")
 MANIFEST = "training.json"
 
 
@@ -89,8 +90,9 @@ def train(data: str, output: str, *, nproc: int = 1, launcher: str = "local", wo
     """Train on `plots prep` output at `data`; the model lands at `output`. Returns training.json."""
     config = TrainConfig(data=data, output=output, **options)
     _check(config, nproc, launcher)
-    if launcher == "pytorchjob":
-        return _run_pytorchjob(config, workers, gpus_per_worker, namespace, image)
+    if launcher in ("trainjob", "pytorchjob"):
+        return _run_on_cluster(config, launcher, workers, gpus_per_worker, namespace, image)
+    _check_gpus(nproc)
     config_uri = storage.join(config.checkpoint_dir, "config.json")
     storage.write_text(config_uri, json.dumps(dataclasses.asdict(config), indent=2))
     if nproc == 1:
@@ -122,6 +124,17 @@ def _check(config: TrainConfig, nproc: int, launcher: str) -> None:
         check_base_model(config.base_model)
 
 
+def _check_gpus(nproc: int) -> None:
+    """Each process takes the GPU of its local rank: more processes than GPUs would fail on
+    `cuda:N` after the data was loaded, so refuse before starting any."""
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible and nproc > visible:
+        raise ReelworksError(f"--nproc {nproc} needs {nproc} GPUs, this machine has {visible}: "
+                             f"ask the step for {nproc} GPUs (kubeflow.on_gpu) or lower --nproc")
+
+
 def _run_torchrun(config_uri: str, nproc: int) -> None:
     """torchrun on this machine; its output is passed through and its `error:` line kept."""
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
@@ -140,13 +153,15 @@ def _run_torchrun(config_uri: str, nproc: int) -> None:
         raise ReelworksError(error or f"training failed: torchrun exited with {code} (see the log above)")
 
 
-def _run_pytorchjob(config: TrainConfig, workers: int, gpus: int, namespace: str | None, image: str | None) -> dict:
-    """Run the workers as a PyTorchJob; inputs and outputs must be on S3 for the pods to see them."""
-    from reelworks import settings, training_operator
+def _run_on_cluster(config: TrainConfig, launcher: str, workers: int, gpus: int, namespace: str | None,
+                    image: str | None) -> dict:
+    """Run the workers as a Kubeflow Trainer TrainJob (or a Training Operator PyTorchJob);
+    inputs and outputs must be on S3 for the pods to see them."""
+    from reelworks import settings, trainer, training_operator
 
     final_output = config.output
     if not storage.is_s3(config.checkpoint_dir):
-        raise ReelworksError("launcher pytorchjob needs an s3:// checkpoint URI that the training pods can reach")
+        raise ReelworksError(f"launcher {launcher} needs an s3:// checkpoint URI that the training pods can reach")
     if not storage.is_s3(config.data):  # e.g. a KFP artifact path in the launcher pod: stage it
         staged = storage.join(config.checkpoint_dir, "data")
         storage.sync_up(config.data, staged)
@@ -155,11 +170,16 @@ def _run_pytorchjob(config: TrainConfig, workers: int, gpus: int, namespace: str
         config.output = storage.join(config.checkpoint_dir, "final")
     config_uri = storage.join(config.checkpoint_dir, "config.json")
     storage.write_text(config_uri, json.dumps(dataclasses.asdict(config), indent=2))
-    job = training_operator.pytorch_job(
-        name=training_operator.job_name(f"plots-train-{config.arch}"), image=image or settings.image("torch"),
-        command=["torchrun", "-m", "reelworks.plots.train", "--config", config_uri],
-        workers=workers, gpus_per_worker=gpus, env={"TOKENIZERS_PARALLELISM": "false"}, namespace=namespace)
-    training_operator.run(job)
+    name = training_operator.job_name(f"plots-train-{config.arch}")
+    command = ["torchrun", "-m", "reelworks.plots.train", "--config", config_uri]
+    env = {"TOKENIZERS_PARALLELISM": "false"}
+    if launcher == "trainjob":
+        trainer.run(trainer.train_job(name, image or settings.image("torch"), command, nodes=workers,
+                                      gpus_per_node=gpus, env=env, namespace=namespace))
+    else:
+        training_operator.run(training_operator.pytorch_job(name, image or settings.image("torch"), command,
+                                                            workers=workers, gpus_per_worker=gpus, env=env,
+                                                            namespace=namespace))
     if config.output != final_output:
         storage.sync_down(config.output, Path(storage.parse(final_output).path))
     return json.loads(storage.read_text(storage.join(final_output, MANIFEST)))

@@ -39,7 +39,8 @@ def prep(labels: str = typer.Option(..., help="Label CSV: MovieGenre.csv (URLs) 
 @app.command()
 def train(data: str = typer.Option(..., help="A `posters prep` output."),
           output: str = typer.Option(..., help="Model folder (model.keras + model_card.json)."),
-          arch: str = typer.Option("posters_cnn", help="posters_cnn, mobilenet_v3_small or efficientnet_b0."),
+          arch: str = typer.Option("posters_cnn", help="posters_cnn (the original), small_cnn, mobilenet_v3_small "
+                                                          "or efficientnet_b0."),
           epochs: int = typer.Option(10), batch_size: int = typer.Option(32, help="Per GPU."),
           learning_rate: float = typer.Option(1e-3), dense_units: int = typer.Option(512),
           dropout: float = typer.Option(0.25), augment: str = typer.Option("flip", help="none, flip or light."),
@@ -47,7 +48,8 @@ def train(data: str = typer.Option(..., help="A `posters prep` output."),
           balance: bool = typer.Option(True, help="Weight positives of rare genres (pos_weight)."),
           patience: int = typer.Option(0, help="Early stopping patience in epochs (0: off)."),
           seed: int = typer.Option(0),
-          thresholds: str = typer.Option("global", help="global (one threshold, best validation micro-F1) or per_class."),
+          thresholds: str = typer.Option("calibrated", help="calibrated (genres Platt-scaled on validation, one "
+                                         "threshold for the best micro-F1), global (one raw threshold) or per_class."),
           resume: bool = typer.Option(True, help="Resume from the output's checkpoint if one is there."),
           workers: int = typer.Option(1, help="> 1: run as a Kubeflow TFJob of this many pods (s3:// URIs)."),
           gpus_per_worker: int = typer.Option(0, help="GPUs per TFJob pod.")) -> None:
@@ -136,3 +138,25 @@ def synthetic(output: str = typer.Option(..., help="Folder for images/ and poste
     from reelworks.posters.synthetic import make_posters
 
     typer.echo(make_posters(output, n=n, seed=seed))
+
+
+@app.command("from-plots")
+def from_plots(queue: str = typer.Option(..., help="The tweet queue (JSON Lines) whose plots get posters."),
+               output: str = typer.Option(..., help="Folder for the report, prompts and raw renders."),
+               model: str = typer.Option("tiny", help="tiny, a Hub id, a diffusers folder or an s3:// prefix."),
+               kind: str = typer.Option("sd", help="sd or sdxl."),
+               classifier: Optional[str] = typer.Option(None, help="A `posters train` output: its genres go in "
+                                                                   "the report."),
+               limit: Optional[int] = typer.Option(None, help="At most this many posters this run."),
+               steps: int = typer.Option(25, help="Denoising steps."),
+               guidance: float = typer.Option(7.5, help="Classifier-free guidance scale."),
+               batch_size: str = typer.Option("auto", help="Images per batch, or auto (halves on GPU OOM)."),
+               seed: int = typer.Option(0, help="Mixed with each plot's id: every plot has its own seed.")) -> None:
+    """A poster for every queued plot without one: rendered, titled, saved beside the queue."""
+    from reelworks.posters.from_plots import beside, posters_from_plots
+
+    result = posters_from_plots(queue, output, model=model, kind=kind, classifier=classifier, limit=limit,
+                                steps=steps, guidance=guidance, seed=seed, batch_size=batch_size)
+    typer.echo(f"{result['rendered']} poster(s) ({result['prompt_source']} prompts), "
+               f"{result['already_with_image']} already had one, {result['dropped']['no_plot']} without a plot "
+               f"-> {beside(queue, 'posters')}; report in {output}")

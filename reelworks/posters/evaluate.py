@@ -41,6 +41,24 @@ def listing_line(title: str, scores: np.ndarray, truth: np.ndarray, classes, top
     return f"{title[:30]:<32} {parts}"
 
 
+def original_listing_line(title: str, scores: np.ndarray, truth: np.ndarray, classes, top: int = 3) -> str:
+    """The original project's printout: `Title (Year): Drama: 0.61, Comedy: 0.32, Action: 0.12`,
+    then the true genres."""
+    order = np.argsort(-scores)[:top]
+    true = ", ".join(classes[k] for k in np.flatnonzero(truth)) or "none"
+    return f"{title}: " + ", ".join(f"{classes[k]}: {scores[k]:.2f}" for k in order) + f"  (true: {true})"
+
+
+def genre_confusions(scores: np.ndarray, truth: np.ndarray, thresholds) -> tuple[np.ndarray, np.ndarray]:
+    """Per genre [[TN, FP], [FN, TP]] (shape genres x 2 x 2), and genre by genre: of the posters
+    of true genre i, how many get genre j predicted (rows: truth, columns: prediction)."""
+    predicted = (scores >= np.asarray(thresholds)[None, :]).astype(int)
+    truth = (np.asarray(truth) > 0).astype(int)
+    per_genre = np.array([[[((truth[:, k] == a) & (predicted[:, k] == b)).sum() for b in (0, 1)] for a in (0, 1)]
+                          for k in range(truth.shape[1])])
+    return per_genre, truth.T @ predicted
+
+
 def evaluate(data: str, model: str, output: str, *, split: str = "test", gallery: int = 24,
              cam_index: int = 0) -> dict:
     """Evaluate `model` on `split` of `data`; writes the results below `output`, returns them."""
@@ -94,6 +112,9 @@ def evaluate(data: str, model: str, output: str, *, split: str = "test", gallery
                "beats_baseline": {k: summary["model"][k] > summary["frequency_baseline"][k]
                                   for k in ("mAP", "micro_f1")}}
         listing = "\n".join(listing_line(n, s, t, task.classes) for n, s, t in zip(names, scores, truth))
+        storage.write_text(storage.join(output, "listing_original.txt"),
+                           "\n".join(original_listing_line(n, s, t, task.classes)
+                                     for n, s, t in zip(names, scores, truth)) + "\n")
         report = _report(out, clf, task, scores, truth, pixels, names, gallery, cam_index)
         storage.write_text(storage.join(output, "listing.txt"), listing + "\n")
         report.save(storage.join(output, "report"))
@@ -125,6 +146,30 @@ def _report(out, clf, task, scores, truth, pixels, names, gallery, cam_index) ->
                  [[c["class"], c["support"], round(c["precision"], 3), round(c["recall"], 3), round(c["f1"], 3),
                    round(c["ap"], 3), round(b["ap"], 3), round(c["threshold"], 3)]
                   for c, b in zip(out["per_class"], out["baseline_per_class"])])
+    per_genre, cross = genre_confusions(scores, truth, out["thresholds"])
+    columns = 5
+    rows = -(-len(task.classes) // columns)
+    with report.figure("genre_confusion", "Per-genre confusion on this split (rows: truth no/yes, columns: "
+                       "predicted no/yes; colour: share of the row)", size=(2.3 * columns, 2.1 * rows),
+                       nrows=rows, ncols=columns, squeeze=False) as axes:
+        for k, ax in enumerate(axes.ravel()):
+            if k >= len(task.classes):
+                ax.axis("off")
+                continue
+            m = per_genre[k]
+            ax.imshow(m / np.maximum(m.sum(axis=1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+            for (i, j), v in np.ndenumerate(m):
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+            ax.set_xticks([0, 1], ["no", "yes"], fontsize=7)
+            ax.set_yticks([0, 1], ["no", "yes"], fontsize=7)
+            ax.set_title(f"{task.classes[k]} (AP {out['per_class'][k]['ap']:.2f})", fontsize=8)
+    report.image("genre_by_genre", ev.confusion_matrix_png(cross.tolist(), list(task.classes),
+                                                           "posters of true genre (row) given genre (column)"),
+                 "Genre by genre: how many posters of each true genre get each genre predicted (the diagonal: "
+                 "hits; off the diagonal: what a genre is taken for)")
+    report.heading("Listing (the original's format, first posters of the split)")
+    report.text("\n".join(["```"] + [original_listing_line(n, s_, t, task.classes)
+                                      for n, s_, t in list(zip(names, scores, truth))[:20]] + ["```"]))
     ev.add_curves(report, scores, truth, task)
     shown = min(gallery, len(names))
     captions, colours = [], []

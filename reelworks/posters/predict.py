@@ -83,7 +83,7 @@ def predict(model: str, images: list[str], *, output: str | None = None, batch_s
             failures.update(r["error"] for r in rows if "error" in r)
             results += rows
         for reason, count in failures.items():
-            metrics.fail(reason)
+            metrics.drop(reason)
             log.warning("%d image(s) skipped: %s", count, reason)
         if not any("genres" in r for r in results):
             raise ReelworksError(f"none of the {len(uris)} image(s) could be read ({dict(failures)})")

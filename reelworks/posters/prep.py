@@ -203,7 +203,7 @@ def prep(labels: str, output: str, *, images: str | None = None, genres: str = "
                 if pixels is None:
                     if new:
                         rejected[reason] += 1
-                    metrics.fail(reason)
+                    metrics.drop(reason)
                     continue
                 kept.append((movie, pixels))
                 metrics.items.inc()

@@ -46,6 +46,35 @@ def _training_images(data: str, manifest: dict, size: int):
     return square / 127.5 - 1.0, gan.conditions(labels, [years.get(i) for i in ids]), labels, [years.get(i) for i in ids]
 
 
+NOISE_RATIO = 2.0  # samples this many times rougher than real posters are called noise
+
+
+def roughness(pixels: np.ndarray) -> float:
+    """Mean absolute difference between neighbouring pixels (0..255 scale): about 10-20 on
+    real posters at 32x32, several times more on the untrained generator's noise."""
+    x = np.asarray(pixels, np.float32)
+    return float((np.abs(np.diff(x, axis=1)).mean() + np.abs(np.diff(x, axis=2)).mean()) / 2)
+
+
+def noise_check(samples: np.ndarray, real: np.ndarray) -> dict:
+    """Whether generated posters are still noise rather than posters: static (far rougher than
+    real posters), flat (far less contrast within an image: the untrained generator's grey) or
+    collapsed (the same image for every noise vector and genre)."""
+    samples, real = np.asarray(samples, np.float32), np.asarray(real, np.float32)
+    sample_r, real_r = roughness(samples), roughness(real)
+    spread, real_spread = float(samples.std(axis=0).mean()), float(real.std(axis=0).mean())
+    contrast = float(samples.reshape(len(samples), -1).std(axis=1).mean())
+    real_contrast = float(real.reshape(len(real), -1).std(axis=1).mean())
+    check = {"sample_roughness": round(sample_r, 2), "real_roughness": round(real_r, 2),
+             "roughness_ratio": round(sample_r / max(real_r, 1e-6), 3),
+             "sample_contrast": round(contrast, 2), "real_contrast": round(real_contrast, 2),
+             "sample_spread": round(spread, 2), "real_spread": round(real_spread, 2),
+             "static": bool(sample_r > NOISE_RATIO * real_r), "flat": bool(contrast < 0.35 * real_contrast),
+             "collapsed": bool(spread < 0.25 * real_spread)}
+    check["noise"] = check["static"] or check["flat"] or check["collapsed"]
+    return check
+
+
 def train_gan(data: str, output: str, *, size: int = 32, steps: int = 2000, batch_size: int = 64,
               z_dim: int = 100, width: int = 64, learning_rate: float = 2e-4, sample_every: int = 200,
               seed: int = 0) -> dict:
@@ -128,6 +157,15 @@ def train_gan(data: str, output: str, *, size: int = 32, steps: int = 2000, batc
                 "decades_seen": sorted({gan.DECADES[d] for d in (gan.decade_index(y) for y in years)
                                         if d < len(gan.DECADES)}),
                 "final_d_loss": losses["d_loss"][-1], "final_g_loss": losses["g_loss"][-1]}
+        rng = np.random.default_rng(seed)
+        real_uint8 = ((images[rng.choice(len(images), min(len(images), 256), replace=False)] + 1) * 127.5)
+        card["noise_check"] = noise_check(samples, real_uint8.round().clip(0, 255))
+        # The grid is genre-major with the same 6 noise vectors per genre: how much the picture changes
+        # with the genre (same noise) against how much it changes with the noise (same genre).
+        grid = np.asarray(samples, np.float32).reshape(len(classes), 6, -1)
+        by_genre, by_noise = float(grid.std(axis=0).mean()), float(grid.std(axis=1).mean())
+        card["noise_check"]["genre_effect"] = round(by_genre / max(by_noise, 1e-6), 3)
+        card["noise_check"]["genre_ignored"] = bool(by_genre < 0.1 * by_noise)
         report = _report(card, losses, samples)
         report.save(storage.join(output, "report"))
         storage.write_text(storage.join(output, CARD), json.dumps(card, indent=2))
@@ -144,6 +182,22 @@ def _report(card: dict, losses: dict, samples) -> Report:
     report.text(f"{card['images']} posters at {card['size']}x{card['size']}, {card['steps']} steps of "
                 f"{card['batch_size']}, {card['train_seconds']:.0f} s. Conditions: {len(card['classes'])} genres "
                 f"and the decade (decades seen: {', '.join(map(str, card['decades_seen'])) or 'none (no years)'}).")
+    check = card.get("noise_check")
+    if check:
+        why = ", ".join(k for k in ("static", "flat", "collapsed") if check[k])
+        verdict = (f"The samples are still NOISE, not posters ({why}): " if check["noise"] else
+                   "The samples are no longer noise by these measures (judge the grid below yourself): ")
+        report.text(verdict + f"neighbouring pixels differ by {check['sample_roughness']:.1f} on average in the "
+                    f"samples against {check['real_roughness']:.1f} in real posters at the same size (ratio "
+                    f"{check['roughness_ratio']:.2f}; static above {NOISE_RATIO}); contrast within a sample "
+                    f"{check['sample_contrast']:.1f} (real {check['real_contrast']:.1f}). Pixel spread across samples "
+                    f"{check['sample_spread']:.1f} (real posters {check['real_spread']:.1f})"
+                    + ("; the generator has COLLAPSED to near-identical posters." if check["collapsed"] else "."))
+        if "genre_effect" in check:
+            report.text(f"Genre condition: at the same noise, the picture changes {check['genre_effect']:.3f} times as "
+                        f"much between genres as between noise vectors"
+                        + (" -- the generator IGNORES the genre." if check["genre_ignored"] else "."))
+        report.metric("noise_roughness_ratio", check["roughness_ratio"])
     with report.figure("losses", "Generator and discriminator losses per step", size=(8, 3.5)) as ax:
         window = max(1, len(losses["step"]) // 50)
         for key in ("d_loss", "g_loss"):

@@ -30,7 +30,10 @@ def publish(queue: str = QueueOption,
             claim_ttl: float = typer.Option(1800, help="Seconds after which an unconfirmed claim is reconciled by the next run."),
             max_rate_limit_wait: float = typer.Option(900, help="Longest wait for an X rate-limit reset, in seconds."),
             retries: int = typer.Option(4, help="Retries on network errors and X 5xx, with exponential backoff."),
-            timeout: float = typer.Option(30, help="Seconds per HTTP request to X.")) -> None:
+            timeout: float = typer.Option(30, help="Seconds per HTTP request to X."),
+            allow_no_image: bool = typer.Option(False, "--allow-no-image",
+                                                help="Post the text alone when the plot's image is missing or "
+                                                     "X refuses it (default: post nothing, keep the plot queued).")) -> None:
     """Publish the next queued plot to X, exactly once (env X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN,
     X_ACCESS_TOKEN_SECRET). Exit 0: published or nothing to do; 2: fix something; 75: try again later."""
     from reelworks.tweeter.publish import PublishOptions, parse_not_before
@@ -40,7 +43,7 @@ def publish(queue: str = QueueOption,
                              not_before=parse_not_before(not_before) if not_before else None,
                              overflow=overflow, max_thread=max_thread, max_hashtags=max_hashtags,
                              claim_ttl=claim_ttl, max_rate_limit_wait=max_rate_limit_wait, retries=retries,
-                             timeout=timeout)
+                             timeout=timeout, allow_no_image=allow_no_image)
     result = run_publish(queue, options)
     # Malformed queue lines and skipped plots are logged (stderr) where they are found.
     for plot_id in result.reconciled:

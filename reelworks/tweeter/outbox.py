@@ -4,7 +4,8 @@
 this account and a ledger of its own (`<outbox>/ledger`), so repeated dry runs walk through
 the queue while the real ledger stays untouched and no credentials are needed:
 
-    <outbox>/tweets/<plot id>-<n>.json   {"text": ..., "reply_to": ..., "image": ..., ...}
+    <outbox>/tweets/<plot id>-<n>.json   {"text": ..., "reply_to": ..., "image": [URI], "image_source": [URI], ...}
+    <outbox>/tweets/<plot id>-<n>.png    the image the tweet carries: a copy of the plot's image
     <outbox>/ledger/...                  the dry-run ledger
 
 Each tweet object is created once, so posting the same part twice is a `Duplicate`, just
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import PurePosixPath
 
 from reelworks import storage
 from reelworks.tweeter.x_account import Duplicate, same_text
@@ -23,7 +25,7 @@ class OutboxAccount:
     def __init__(self, uri: str, clock=time.time):
         self.uri = uri.rstrip("/")
         self.clock = clock
-        self._media: dict[str, str] = {}
+        self._media: dict[str, tuple[str, bytes]] = {}  # media id -> (source URI, bytes)
 
     @property
     def tweets_uri(self) -> str:
@@ -40,13 +42,25 @@ class OutboxAccount:
              plot_id: str = "", part: int = 0) -> str:
         name = f"{plot_id or 'tweet'}-{part}"
         tweet_id = f"dry-run-{name}"
-        record = {"id": tweet_id, "text": text, "reply_to": reply_to,
-                  "image": [self._media.get(m, m) for m in media_ids or []] or None,
+        record_uri = storage.join(self.tweets_uri, f"{name}.json")
+        if storage.exists(record_uri):
+            raise Duplicate(f"outbox already holds {name}")
+        # The image goes in beside the record, before it: a record never names a missing image.
+        images, sources = [], []
+        for k, media_id in enumerate(media_ids or []):
+            source, data = self._media[media_id]
+            suffix = PurePosixPath(source).suffix.lower() or ".bin"
+            image_uri = storage.join(self.tweets_uri, f"{name}{'' if k == 0 else f'-{k}'}{suffix}")
+            storage.write_bytes(image_uri, data)
+            images.append(image_uri)
+            sources.append(source)
+        record = {"id": tweet_id, "text": text, "reply_to": reply_to, "image": images or None,
+                  "image_source": sources or None,
                   "plot_id": plot_id, "part": part, "weighted_length": None, "at": self.clock()}
         from reelworks.tweeter.text import weighted_length
 
         record["weighted_length"] = weighted_length(text)
-        if not storage.create_if_absent(storage.join(self.tweets_uri, f"{name}.json"),
+        if not storage.create_if_absent(record_uri,
                                         json.dumps(record, ensure_ascii=False, indent=1) + "\n"):
             raise Duplicate(f"outbox already holds {name}")
         return tweet_id
@@ -64,5 +78,5 @@ class OutboxAccount:
 
     def upload_image(self, data: bytes, source: str) -> str:
         media_id = f"dry-run-media-{len(self._media)}"
-        self._media[media_id] = source
+        self._media[media_id] = (source, data)
         return media_id

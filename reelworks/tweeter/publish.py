@@ -17,7 +17,9 @@ exactly once under crashes, kills and concurrent runs:
 Errors: a rate limit waits for its reset when that is within `max_rate_limit_wait`, else the
 run releases the plot (still queued) and exits 75; authentication errors fail fast (exit 2)
 and consume nothing; network errors and 5xx retry with exponential backoff `retries` times,
-then exit 75 leaving the claim for the next run to reconcile.
+then exit 75 leaving the claim for the next run to reconcile. A plot whose image cannot be
+uploaded posts nothing and stays queued (claim released): exit 2 when the image is missing or
+refused (unless `allow_no_image`: then its text goes alone), 75 when X is failing.
 """
 from __future__ import annotations
 
@@ -63,6 +65,12 @@ class PublishError(ReelworksError):
         self.metric_reason = reason
 
 
+class ImageUnavailable(Exception):
+    """The plot's image is missing or X refused it (and the text alone was not allowed)."""
+
+    reason = "image_unavailable"
+
+
 class _Busy(Exception):
     """Another publisher holds a live claim: this run must not post anything."""
 
@@ -83,6 +91,7 @@ class PublishOptions:
     retries: int = 4
     backoff: float = 2.0  # seconds; doubled each retry, with jitter
     timeout: float = 30  # per HTTP request
+    allow_no_image: bool = False  # post the text alone when the plot's image is missing or X refuses it
 
 
 @dataclass
@@ -441,22 +450,32 @@ class Publisher:
             log.info("%s", self.result.message)
 
     def _media(self, claim: Claim) -> list[str] | None:
-        """The plot's image uploaded to X; a missing image posts the text alone (never blocks the queue)."""
+        """The plot's image uploaded to X. When it cannot be (missing, refused, X failing), nothing
+        is posted and the plot stays queued, its claim released; with `allow_no_image` a missing
+        or refused image posts the text alone."""
         try:
             data = storage.read_bytes(claim.image)
         except NotFoundError:
-            log.warning("plot %s: image %s not found; posting the text alone", claim.plot_id, claim.image)
             self.series.failure("image_missing")
-            return None
+            if self.options.allow_no_image:
+                log.warning("plot %s: image %s not found; posting the text alone (--allow-no-image)",
+                            claim.plot_id, claim.image)
+                return None
+            self._stop(claim, ImageUnavailable(f"plot {claim.plot_id}: image {claim.image} not found"),
+                       maybe_posted=True, in_flight=False)
         try:
             return [self._retrying(lambda: self.account().upload_image(data, claim.image), claim)]
         except (RateLimited, AuthFailed, Transient) as exc:
             # No tweet of this claim is in flight during an upload, so it can be released.
             self._stop(claim, exc, maybe_posted=True, in_flight=False)
         except Rejected as exc:
-            log.warning("plot %s: X refused the image (%s); posting the text alone", claim.plot_id, exc)
             self.series.failure("image_rejected")
-            return None
+            if self.options.allow_no_image:
+                log.warning("plot %s: X refused the image (%s); posting the text alone (--allow-no-image)",
+                            claim.plot_id, exc)
+                return None
+            self._stop(claim, ImageUnavailable(f"X refused the image of plot {claim.plot_id}: {exc}"),
+                       maybe_posted=True, in_flight=False)
 
     def _send(self, claim: Claim, k: int, text: str, reply_to: str | None,
               media_ids: list[str] | None) -> tuple[str | None, str]:
@@ -500,6 +519,9 @@ class Publisher:
             raise PublishError(f"X rate limit reached (resets at {when}, over the "
                                f"{self.options.max_rate_limit_wait:.0f} s wait bound); plot {claim.plot_id} "
                                "stays queued", reason="rate_limited", exit_code=EXIT_TRY_LATER) from None
+        if isinstance(exc, ImageUnavailable):
+            raise PublishError(f"{exc}; nothing was posted and the plot stays queued (fix the image, or pass "
+                               "--allow-no-image to post the text alone)", reason=exc.reason) from None
         raise PublishError(f"{exc}; plot {claim.plot_id} stays queued", reason="auth") from None
 
 
@@ -513,6 +535,13 @@ def publish(queue_uri: str, options: PublishOptions | None = None, *, account: A
         raise ReelworksError(f"overflow must be one of {', '.join(OVERFLOW_CHOICES)}, not {options.overflow!r}")
     if options.claim_ttl <= 2 * options.timeout + 10:
         raise ReelworksError(f"claim_ttl ({options.claim_ttl:.0f} s) must exceed two request timeouts + 10 s")
+    from reelworks.settings import job_deadline_s
+
+    deadline_s = job_deadline_s()  # the CronJob's activeDeadlineSeconds: the pod is killed then
+    if options.not_before is not None and deadline_s and options.not_before > clock() + deadline_s:
+        raise ReelworksError(f"--not-before is {(options.not_before - clock()) / 60:.0f} min away, past this job's "
+                             f"deadline ({deadline_s:.0f} s, activeDeadlineSeconds): the pod would be killed "
+                             "while waiting; schedule the CronJob later or raise its deadline")
     # Dry runs push under their own job name, so they never look like real publishes to the alerts.
     with job_metrics("tweeter_dry_run" if options.dry_run else "tweeter") as metrics:
         series = _Series(metrics, options.dry_run)

@@ -7,7 +7,10 @@ A JSON Lines file at any URI, one plot per line, append-only:
 
 `id` is stable (derived from the normalised title and plot), so appending the same plot
 twice is a no-op. The tweeter never rewrites the queue: what was published lives in its
-ledger, so a plot "leaves" the queue exactly when its tweet is confirmed there.
+ledger, so a plot "leaves" the queue exactly when its tweet is confirmed there. The one
+in-place change is `set_images` (`posters from-plots` attaching a poster); it and
+`append_to_queue` write through `update_queue`, a compare-and-swap, so neither loses the
+other's lines when both run at once.
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ import logging
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 from reelworks import storage
+from reelworks.errors import ReelworksError
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +65,12 @@ def read_queue(uri: str) -> QueueRead:
     """Every well-formed item, in file order; a missing queue is an empty one."""
     if not storage.exists(uri):
         return QueueRead([], [])
+    return _parse(storage.read_text(uri), uri)
+
+
+def _parse(text: str, uri: str) -> QueueRead:
     items, bad, seen = [], [], set()
-    for number, line in enumerate(storage.read_text(uri).splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -83,16 +92,120 @@ def read_queue(uri: str) -> QueueRead:
 def append_to_queue(uri: str, new_items: list[QueueItem]) -> int:
     """Append items whose id is not queued yet; returns how many were added.
 
-    The whole file is rewritten atomically, so a reader sees the old queue or the new one.
+    The whole file is rewritten atomically, so a reader sees the old queue or the new one, and
+    as a compare-and-swap (`update_queue`), so a concurrent `set_images` loses nothing.
     """
-    existing = storage.read_text(uri) if storage.exists(uri) else ""
-    known = {item.id for item in read_queue(uri).items} if existing else set()
-    added = []
-    for item in new_items:
-        if item.id not in known:
-            known.add(item.id)
-            added.append(item.to_json())
-    if added:
+    count = 0
+
+    def append(existing: str) -> str | None:
+        nonlocal count
+        known = {item.id for item in _parse(existing, uri).items} if existing else set()
+        added = []
+        for item in new_items:
+            if item.id not in known:
+                known.add(item.id)
+                added.append(item.to_json())
+        count = len(added)
+        if not added:
+            return None
         prefix = existing if not existing or existing.endswith("\n") else existing + "\n"
-        storage.write_text(uri, prefix + "\n".join(added) + "\n")
-    return len(added)
+        return prefix + "\n".join(added) + "\n"
+
+    update_queue(uri, append)
+    return count
+
+
+def set_images(uri: str, images: dict[str, str]) -> int:
+    """Set `image` on the queued items whose id is a key of `images`; returns how many changed.
+
+    Every other line (items appended meanwhile by another writer, lines this version does not
+    understand) is kept byte for byte: the queue is rewritten only if nobody wrote it since it
+    was read (`update_queue`).
+    """
+    count = 0
+
+    def update(existing: str) -> str | None:
+        nonlocal count
+        count = 0
+        lines = []
+        for line in existing.splitlines():
+            try:
+                data = json.loads(line) if line.strip() else None
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and data.get("title") and data.get("plot"):
+                item_id = data.get("id") or plot_id(str(data["title"]), str(data["plot"]))
+                if item_id in images and data.get("image") != images[item_id]:
+                    data["image"] = images[item_id]
+                    line = json.dumps(data, ensure_ascii=False)
+                    count += 1
+            lines.append(line)
+        return "\n".join(lines) + "\n" if count else None
+
+    update_queue(uri, update)
+    return count
+
+
+UPDATE_ATTEMPTS = 20
+
+
+def update_queue(uri: str, change: Callable[[str], str | None]) -> bool:
+    """Replace the queue's text with `change(text)` ("" when absent; None: leave it as is) as a
+    compare-and-swap: on S3 a conditional PUT (If-Match on the ETag read, If-None-Match when
+    the queue did not exist) retried on a lost race; locally under an exclusive lock on the
+    queue's folder (the file itself is replaced by a rename, so it cannot hold the lock; the
+    folder adds no file beside the queue), with the new text renamed into place. True when it
+    wrote."""
+    if storage.is_s3(uri):
+        return _update_s3(uri, change)
+    import fcntl
+    import os
+
+    path = storage.parse(uri).path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        new = change(existing)
+        if new is None:
+            return False
+        storage.write_text(uri, new)
+        return True
+    finally:
+        os.close(folder)  # releases the lock
+
+
+def _update_s3(uri: str, change: Callable[[str], str | None]) -> bool:
+    import random
+    import time
+
+    from botocore.exceptions import ClientError
+
+    loc = storage.parse(uri)
+    client = storage.s3_client()
+    for attempt in range(UPDATE_ATTEMPTS):
+        with storage._s3_errors(uri):
+            try:
+                got = client.get_object(Bucket=loc.bucket, Key=loc.key)
+                existing, etag = got["Body"].read().decode("utf-8"), got["ETag"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+                existing, etag = "", None
+        new = change(existing)
+        if new is None:
+            return False
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        with storage._s3_errors(uri):
+            try:
+                client.put_object(Bucket=loc.bucket, Key=loc.key, Body=new.encode("utf-8"), **condition)
+                return True
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                code = exc.response.get("Error", {}).get("Code")
+                if status not in (409, 412) and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise
+        log.info("queue %s changed while being updated: retrying (%d)", uri, attempt + 1)
+        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+    raise ReelworksError(f"queue {uri} kept changing: gave up updating it after {UPDATE_ATTEMPTS} attempts")

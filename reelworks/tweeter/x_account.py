@@ -8,16 +8,16 @@ Authorization header) is silenced.
 
 Every failure becomes one of a few errors the publisher acts on:
 `Duplicate` (X already has this exact text: counts as posted), `RateLimited` (429, with the
-reset time), `AuthFailed` (401, or a 403 that is not a duplicate), `Rejected` (other 4xx:
-X will never take this request), `Transient` (5xx, timeouts, connection errors: the tweet
+reset time), `AuthFailed` (401, or a 403 about the app or account), `Rejected` (other 4xx,
+and a 403 about this tweet's content: X will never take this request), `Transient` (5xx, timeouts, connection errors: the tweet
 may or may not exist, so retry only after looking).
 """
 from __future__ import annotations
 
 import contextlib
 import html
-import io
 import logging
+import mimetypes
 import os
 import unicodedata
 from dataclasses import dataclass
@@ -25,13 +25,18 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Iterator, Protocol
 
+from reelworks import redaction
 from reelworks.errors import ReelworksError
+from reelworks.redaction import RedactSecrets  # noqa: F401  (re-exported: it lived here)
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_ENV = ("X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET")
 # Loggers that print the signed OAuth header (consumer key, token) at DEBUG.
 _LEAKY_LOGGERS = ("oauthlib", "requests_oauthlib")
+# X API v2 media upload (the v1.1 upload.twitter.com endpoint is retired).
+MEDIA_UPLOAD_PATH = "/2/media/upload"
+MEDIA_UPLOAD_URL = f"https://api.x.com{MEDIA_UPLOAD_PATH}"
 RECENT_PAGES = 3  # up to 300 recent posts are searched when reconciling
 
 
@@ -109,41 +114,12 @@ class Credentials:
         return (self.api_key, self.api_secret, self.access_token, self.access_token_secret)
 
     def redact(self, text: str) -> str:
-        for value in self.values():
-            if value:
-                text = text.replace(value, "<redacted>")
-        return text
+        return redaction.redact(text, self.values())
 
 
-class RedactSecrets(logging.Filter):
-    """Rewrites any record that would print a credential (belt and braces: none should)."""
-
-    def __init__(self, credentials: Credentials):
-        super().__init__()
-        self.credentials = credentials
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = self.credentials.redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
-
-
-@contextlib.contextmanager
-def guarded_logging(credentials: Credentials) -> Iterator[None]:
+def guarded_logging(credentials: Credentials):
     """Silence the OAuth debug loggers and redact credentials from every handler's output."""
-    for name in _LEAKY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    guard = RedactSecrets(credentials)
-    handlers = list(logging.getLogger().handlers)
-    for handler in handlers:
-        handler.addFilter(guard)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(guard)
+    return redaction.guarded_logging(credentials.values(), _LEAKY_LOGGERS)
 
 
 def _timeout_adapter(timeout: float):
@@ -159,6 +135,20 @@ def _timeout_adapter(timeout: float):
     return TimeoutAdapter()
 
 
+# X's problem types for a 403 about the app or account (permissions, project enrolment,
+# authentication): every tweet would fail. Any other 403 is about this tweet's content.
+_ACCOUNT_PROBLEMS = ("client-forbidden", "unsupported-authentication", "oauth1-permissions")
+
+
+def _is_account_problem(exc) -> bool:
+    try:
+        body = exc.response.json()
+    except Exception:  # not JSON: assume the worst (the account), as before
+        return True
+    text = f"{body.get('type', '')} {body.get('reason', '')} {body.get('detail', '')}".lower()
+    return any(p in text for p in _ACCOUNT_PROBLEMS) or "permission" in text or "authenticat" in text
+
+
 def _is_duplicate(exc) -> bool:
     # v2: 403 "You are not allowed to create a Tweet with duplicate content."; v1.1: code 187.
     return 187 in getattr(exc, "api_codes", []) or any(
@@ -166,7 +156,7 @@ def _is_duplicate(exc) -> bool:
 
 
 class XAccount:
-    """Posts through tweepy (v2 tweets, v1.1 media upload) and reports failures as `XError`s."""
+    """Posts through tweepy (v2 tweets; v2 media upload through its session); failures as `XError`s."""
 
     def __init__(self, credentials: Credentials, timeout: float = 30):
         import tweepy
@@ -176,9 +166,6 @@ class XAccount:
                                     access_token=credentials.access_token,
                                     access_token_secret=credentials.access_token_secret)
         self.client.session.mount("https://", _timeout_adapter(timeout))
-        auth = tweepy.OAuth1UserHandler(credentials.api_key, credentials.api_secret,
-                                        credentials.access_token, credentials.access_token_secret)
-        self.api = tweepy.API(auth, timeout=timeout)  # v1.1, for media upload only
         self.user_id: str | None = None
         self.username = ""
 
@@ -210,6 +197,8 @@ class XAccount:
         except tweepy.Forbidden as exc:
             if _is_duplicate(exc):
                 raise Duplicate(message(exc)) from None
+            if not _is_account_problem(exc):  # content policy: this plot, not the account
+                raise Rejected(message(exc)) from None
             raise AuthFailed(message(exc) + " (the app needs Read and Write permission and "
                                             "user-context access to this endpoint)") from None
         except tweepy.TwitterServerError as exc:
@@ -261,7 +250,36 @@ class XAccount:
         return found
 
     def upload_image(self, data: bytes, source: str) -> str:
-        """Upload an image (v1.1 simple upload); `source` is its URI, whose name gives the type."""
-        with self._errors("X POST media/upload"):
-            media = self.api.media_upload(PurePosixPath(source).name or "image.png", file=io.BytesIO(data))
-        return str(media.media_id_string)
+        """Upload an image through X's v2 media endpoint; `source` is its URI, whose name gives the type.
+
+        X retired the v1.1 upload (upload.twitter.com) and tweepy has no v2 one, so this is a
+        one-shot multipart POST /2/media/upload (`media` + `media_category=tweet_image`, OAuth 1.0a
+        user context) through the tweepy client's own session: same timeouts, same errors."""
+        import tweepy
+        from requests_oauthlib import OAuth1
+
+        name = PurePosixPath(source).name or "image.png"
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        auth = OAuth1(*self.credentials.values())
+        with self._errors(f"X POST {MEDIA_UPLOAD_PATH}"):
+            response = self.client.session.post(MEDIA_UPLOAD_URL, auth=auth, files={"media": (name, data, mime)},
+                                                data={"media_category": "tweet_image"})
+            if response.status_code >= 400:
+                raise _http_error(tweepy, response)
+            try:
+                media = response.json()
+                media = media.get("data", media)
+                media_id = media.get("id") or media.get("media_id_string") or media.get("media_id")
+            except (ValueError, AttributeError):
+                media_id = None
+            if not media_id:
+                raise tweepy.TwitterServerError(response)  # a 2xx without an id: treat as a server fault
+        return str(media_id)
+
+
+def _http_error(tweepy, response):
+    """The tweepy exception a tweepy call would raise for this HTTP error response."""
+    return {400: tweepy.BadRequest, 401: tweepy.Unauthorized, 403: tweepy.Forbidden, 404: tweepy.NotFound,
+            429: tweepy.TooManyRequests}.get(response.status_code,
+                                             tweepy.TwitterServerError if response.status_code >= 500
+                                             else tweepy.HTTPException)(response)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from films_helpers import all_frame_times, run_cli
 
-from reelworks import storage, video
+from reelworks import storage
+from reelworks import media as media_lib  # `media` is the films fixture of sample clips
 from reelworks.errors import ReelworksError
 from reelworks.films import extract as extract_mod
 from reelworks.films.extract import PARTIAL_EXIT_CODE, extract_frames
@@ -24,8 +25,8 @@ def test_every_frame_is_the_closest_to_its_target(media, tmp_path, name, every):
     truth = all_frame_times(path)
     result = extract_frames(str(path), str(tmp_path / "frames"), every=every)
     folder = read_frames(str(tmp_path / "frames"))
-    assert result.frames == len(folder.rows) == len(video.sample_times(video.probe(path).duration_s, every))
-    period = video.probe(path).frame_period_s
+    assert result.frames == len(folder.rows) == len(media_lib.sample_times(media_lib.probe_video(path).duration_s, every))
+    period = media_lib.probe_video(path).frame_period_s
     gaps = np.diff(truth)
     for row in folder.rows:
         assert row["time_s"] == pytest.approx(closest(truth, row["target_s"]), abs=1e-6), row
@@ -35,11 +36,34 @@ def test_every_frame_is_the_closest_to_its_target(media, tmp_path, name, every):
     assert [r["index"] for r in folder.rows] == list(range(len(folder.rows)))
 
 
+@pytest.mark.parametrize("name, step", [("gop10", 0.765), ("vfr", 0.37)])
+def test_frames_are_exactly_those_of_a_full_decode(media, tmp_path, name, step):
+    """Seeking, skipping non-reference frames and threaded JPEG encoding change nothing:
+    each file holds the same bytes as the closest frame of a plain decode of every frame.
+    Targets fall between frames at varying offsets, so the closest is sometimes the frame
+    before the target (a B-frame the decoder could have skipped) and sometimes after."""
+    from reelworks.films.extract import sample_frames
+    from reelworks.films.frames import encode_jpeg
+
+    path = media[name]
+    decoded = list(media_lib.iter_frames(path))  # every frame, in order, nothing skipped
+    times = [round(0.11 + step * i, 6) for i in range(int((decoded[-1][0] - 0.2) / step))]
+    sample_frames(str(path), str(tmp_path / "frames"), times=times)
+    rows = read_frames(str(tmp_path / "frames")).rows
+    assert len(rows) == len(times) > 25
+    for row in rows:
+        nearest = min(abs(t - row["target_s"]) for t, _ in decoded)
+        # Two frames equally close (a target half-way between them): either is right.
+        ties = {round(t, 6): image for t, image in decoded if abs(t - row["target_s"]) <= nearest + 1e-6}
+        assert row["time_s"] in ties, (row, sorted(ties))
+        assert (tmp_path / "frames" / row["path"]).read_bytes() == encode_jpeg(ties[row["time_s"]]), row
+
+
 def test_seeking_decodes_a_fraction_of_the_film(media):
     # 24 s at 25 fps with a keyframe every 10 s: three targets 8 s apart decode far fewer than 600 frames.
     path = media["gop10"]
-    with video.open_video(path) as (container, stream):
-        sampler = video._Sampler(container, stream, video._info(path, container, stream), None, False)
+    with media_lib.open_video(path) as (container, stream):
+        sampler = media_lib._Sampler(container, stream, media_lib._info(path, container, stream), None, False)
         frames = list(sampler.run([0.0, 8.0, 16.0]))
     assert all(f.ok for f in frames)
     assert sampler.decoded < 450

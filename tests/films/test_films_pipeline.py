@@ -49,13 +49,13 @@ def test_local_run_writes_a_report_per_film(synthetic_films, tmp_path):
 
 def test_local_arguments_on_a_fresh_clone(tmp_path, monkeypatch):
     """Without the shared data, LOCAL_ARGUMENTS renders two synthetic films (once)."""
-    from reelworks import kubeflow, video
+    from reelworks import kubeflow, media
 
     monkeypatch.setenv("REELWORKS_SHARED_DATA", str(tmp_path / "absent"))
     monkeypatch.setenv("REELWORKS_CACHE_DIR", str(tmp_path / "cache"))
     args = kubeflow.get_pipeline("moviegoer").local_arguments
     assert len(args["films"]) == 2
     for film in args["films"]:
-        info = video.probe(film)
+        info = media.probe_video(film)
         assert info.codec == "h264" and info.duration_s > 5
     assert kubeflow.get_pipeline("moviegoer").local_arguments["films"] == args["films"]  # reused, not re-rendered

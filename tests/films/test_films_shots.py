@@ -47,9 +47,9 @@ def test_shots_with_times_and_frames(synthetic_films, tmp_path):
 def test_a_film_without_cuts_is_one_shot(tmp_path):
     import numpy as np
 
-    from reelworks import video
+    from reelworks import media
 
-    path = video.write_video(tmp_path / "still.mp4", (np.full((64, 96, 3), 90, np.uint8) for _ in range(30)), 10)
+    path = media.write_video(tmp_path / "still.mp4", (np.full((64, 96, 3), 90, np.uint8) for _ in range(30)), 10)
     result = detect_shots(str(path), str(tmp_path / "shots"), frames=False)
     assert result["cuts"] == [] and len(result["shots"]) == 1
     assert result["shots"][0]["end_s"] == pytest.approx(3.0)

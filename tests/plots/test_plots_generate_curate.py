@@ -73,6 +73,39 @@ def test_curator_reasons():
     assert len(cjk) < 280 - 30 and c.check("東京", cjk)[0] == "too_long"
 
 
+# What the tiny preset really produced (issue 9.4): babble titles and plots of non-words.
+NONSENSE = [
+    ("G", "A detective hunts a killer through the streets of an old port city.", "short_title"),
+    ("Up", "A detective hunts a killer through the streets of an old port city.", "short_title"),
+    ("SAa", "A detective hunts a killer through the streets of an old port city.", "non_words"),
+    ("The Series", "A cisled by an an a series of the frobnar wrelked quonts.", "non_words"),
+    ("Harbour Lights", "A detective (retired hunts a killer through the streets of an old port.", "unbalanced"),
+    ("Harbour Lights", 'A detective says "never again and hunts a killer through an old port.', "unbalanced"),
+    ("Harbour (Lights", "A detective hunts a killer through the streets of an old port city.", "unbalanced"),
+    ("Harbour Lights", "A detective [retired) hunts a killer through the streets of an old port.", "unbalanced"),
+]
+
+
+@pytest.mark.parametrize("title, plot, reason", NONSENSE)
+def test_curator_rejects_nonsense(title, plot, reason):
+    assert _curator().check(title, plot) == (reason, [])
+
+
+def test_curator_keeps_real_words_and_the_unknown_word_threshold():
+    c = _curator()
+    # Brackets and quotes that pair up, names the word list lacks, a short real-word title: kept.
+    ok = 'A detective (retired) hunts the "Harbour Strangler" through the streets of Zagreb.'
+    assert c.check("Fog", ok) == (None, [])
+    ten = "one two three four five six seven eight nine ten".split()
+    # 1 unknown word in 10 is under the 15% threshold, 2 in 10 are over it.
+    assert c.check("Counting Sheep", " ".join(["Zorblat"] + ten[1:]) + ".")[0] is None
+    assert c.check("Counting Goats", " ".join(["Zorblat", "Quibnex"] + ten[2:]) + ".")[0] == "non_words"
+    assert _curator(max_unknown=0.25).check("Counting Goats", " ".join(["Zorblat", "Quibnex"] + ten[2:]) + ".")[0] is None
+    # Words of the training corpus count as known even when the word list lacks them.
+    corpus = Curator(set(), ["Zorblat and Quibnex rule the planet Vrell with an iron fist."])
+    assert corpus.check("Counting Goats", " ".join(["Zorblat", "Quibnex"] + ten[2:]) + ".")[0] is None
+
+
 def test_curate_writes_outputs_and_queue_without_duplicates(prepped, tmp_path, s3_bucket):
     rows = [{"title": "Whale Song", "plot": "A lonely lighthouse keeper befriends a whale who can sing at night.",
              "genres": ["Drama"], "finished": True, "model": "m", "prompt": "p", "sampling": {}, "seed": 1},
@@ -92,12 +125,40 @@ def test_curate_writes_outputs_and_queue_without_duplicates(prepped, tmp_path, s
     assert [i.title for i in read_queue(queue).items] == ["Whale Song", "Moon Bakery"]
 
 
+def test_curate_counts_each_reason_and_evaluation_shows_curated_plots(prepped, tiny_model, tmp_path, pushgateway,
+                                                                      read_pushgateway, monkeypatch):
+    monkeypatch.setenv("REELWORKS_PUSHGATEWAY_URL", pushgateway)
+    monkeypatch.setenv("REELWORKS_RUN_ID", "t-curate")
+    good = [("Whale Song", "A lonely lighthouse keeper befriends a whale who can sing at night."),
+            ("Moon Bakery", "Two sisters open a bakery on the moon and fight about the recipe.")]
+    rows = [{"title": t, "plot": p, "finished": True} for t, p, _ in NONSENSE[:4]] + \
+        [{"title": t, "plot": p, "finished": True} for t, p in good]
+    samples = str(tmp_path / "samples.jsonl")
+    storage.write_text(samples, "".join(json.dumps(r) + "\n" for r in rows))
+    summary = curate(samples, prepped, str(tmp_path / "curated"))
+    assert summary["kept"] == 2 and summary["dropped"]["short_title"] == 2 and summary["dropped"]["non_words"] == 2
+    rejected = [json.loads(x) for x in (tmp_path / "curated" / "rejected.jsonl").read_text().splitlines()]
+    assert [(r["title"], r["reason"]) for r in rejected] == [(t, why) for t, _, why in NONSENSE[:4]]
+    scraped = read_pushgateway(pushgateway)
+    for reason, n in (("short_title", 2), ("non_words", 2)):
+        key = f'reelworks_job_items_dropped_total{{job="plots_curate",reason="{reason}",run="t-curate"}}'
+        assert scraped[key] == n
+    report = evaluate(tiny_model, str(tmp_path / "curated"), samples, str(tmp_path / "eval"), lstm_uri=None)
+    md = (tmp_path / "eval" / "report.md").read_text()
+    curated_part, rest = md.split("## Curated plots")[1].split("## Dropped plots")
+    # The curated section holds the kept plots and none of the rejected ones; babble shows only as dropped.
+    assert all(t in curated_part for t, _ in good) and "cisled" not in curated_part and "| SAa |" not in curated_part
+    assert "| non_words | SAa |" in rest and "| short_title | G |" in rest
+    saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert [s["title"] for s in saved["curated"]] == [t for t, _ in good]
+    assert report.metrics["curation_pass_rate"] == pytest.approx(2 / 6)
+
+
 def test_curate_and_evaluate_the_tiny_model(samples, prepped, tiny_model, tmp_path):
     summary = curate(samples, prepped, str(tmp_path / "curated"))
     assert summary["samples"] == 8 and sum(summary["dropped"].values()) + summary["kept"] == 8
     report = evaluate(tiny_model, str(tmp_path / "curated"), samples, str(tmp_path / "eval"), lstm_uri=None)
     assert report.metrics["gpt2_val_perplexity"] < report.metrics["unigram_val_perplexity"]
-    assert 0 < report.metrics["distinct_1"] <= 1 and 0 <= report.metrics["memorisation_rate"] <= 1
     md = (tmp_path / "eval" / "report.md").read_text()
-    assert "unigram baseline" in md and "Ten sample plots" in md
+    assert "unigram baseline" in md and "## Curated plots" in md and "## Raw samples (before curation)" in md
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)

@@ -15,14 +15,14 @@ def test_compiled_pipeline_carries_gpu_and_secret_settings(tmp_path):
     spec, platform = docs[0], docs[1]
     executors = spec["deploymentSpec"]["executors"]
     gpu = {name for name, ex in executors.items() if ex["container"].get("resources", {}).get("accelerator")}
-    assert gpu == {"exec-train", "exec-generate"}
+    assert gpu == {"exec-train", "exec-generate", "exec-posters-from-plots"}
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(k8s) == set(executors)  # every step gets the S3 secret
     assert all(e["secretAsEnv"][0]["secretName"] == "reelworks-s3" for e in k8s.values())
     assert k8s["exec-train"]["nodeSelector"] == {"labels": {"nvidia.com/gpu.present": "true"}}
     assert all(ex["container"]["image"].startswith(("ghcr.io/", os.environ.get("REELWORKS_IMAGE_REGISTRY", "ghcr")))
                for ex in executors.values())
-    assert {"input", "preset", "nproc", "launcher", "queue_uri", "checkpoint_uri"} <= set(
+    assert {"input", "preset", "nproc", "launcher", "queue_uri", "checkpoint_uri", "posters", "poster_model"} <= set(
         spec["root"]["inputDefinitions"]["parameters"])
 
 
@@ -48,7 +48,7 @@ def test_local_run_on_s3_writes_every_output(movies_csv, s3_bucket):
     assert run.startswith("plotbot-")
     run = f"{root}/{run}"
     steps = {key.split("/")[1] for key in keys}
-    assert {"prep", "train", "train-lstm", "generate", "curate", "evaluate"} <= steps
+    assert {"prep", "train", "train-lstm", "generate", "curate", "evaluate", "posters-from-plots"} <= steps
     assert json.loads(storage.read_text(f"{run}/train/model/training.json"))["world_size"] == 2
     assert storage.read_text(f"{run}/prep/report_html").startswith("<!doctype html>")
     evaluation = json.loads(storage.read_text(f"{run}/evaluate/evaluation/evaluation.json"))
@@ -61,3 +61,7 @@ def test_local_run_on_s3_writes_every_output(movies_csv, s3_bucket):
     curated = json.loads(storage.read_text(f"{run}/curate/curated/plots.json"))
     queued = storage.read_text(queue).splitlines() if storage.exists(queue) else []
     assert len(queued) == len(curated)
+    # The posters step (tiny preset) gave every queued plot a poster beside the queue.
+    for line in queued:
+        image = json.loads(line)["image"]
+        assert image.startswith(f"{s3_bucket}/plotbot/posters/") and storage.exists(image)

@@ -104,3 +104,26 @@ def test_real_tmdb_and_imdb_exports(shared_data, tmp_path):
     assert json.loads((tmp_path / "tmdb" / "prep.json").read_text())["columns"]["plot"] == "overview"
     imdb = prep(str(shared_data / "plots" / "IMDB-Movie-Data-1000.csv"), str(tmp_path / "imdb"))
     assert imdb.metrics["movies_kept"] > 900
+
+
+def test_movies_per_year_chart_draws_one_bar_per_year(tmp_path, monkeypatch):
+    """Spies on the real matplotlib: every year from the first to the last gets its own, separate bar."""
+    from matplotlib.axes import Axes
+
+    drawn = []
+    real_bar = Axes.bar
+
+    def recording_bar(self, x, height, *args, **kwargs):
+        bars = real_bar(self, x, height, *args, **kwargs)
+        drawn.append((self, x, height, bars))
+        return bars
+
+    monkeypatch.setattr(Axes, "bar", recording_bar)
+    src = tmp_path / "imdb.csv"
+    src.write_text(IMDB_CSV)
+    report = prep(str(src), str(tmp_path / "data"), valid_fraction=0.3, min_year=2000, genre_dropout=0.0)
+    assert "movies_per_year.png" in report.images
+    # The genres chart (barh) and the plot lengths (hist) draw bars too: take the chart whose x axis is years.
+    (years, counts, bars), = [call[1:] for call in drawn if call[0].get_xlabel() == "year"]  # 2012, 2014, 2016
+    assert list(years) == [2012, 2013, 2014, 2015, 2016] and list(counts) == [1, 0, 1, 0, 1]
+    assert all(b.get_width() < 1 for b in bars)  # gaps between neighbouring years' bars

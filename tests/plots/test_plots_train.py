@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from plots_helpers import TINY
@@ -19,6 +20,8 @@ from reelworks.plots.train import train
 def test_tiny_model_beats_unigram_and_saves_safetensors(tiny_model):
     result = json.loads(Path(tiny_model, "training.json").read_text())
     assert result["steps"] == TINY["max_steps"] and result["resumed_from_step"] is None
+    # Seeds 0/1/2 (`python bench/seed_spread.py plots`): ratio 0.542/0.516/0.667 of the
+    # unigram's 150.5; seed 0 twice gave the same perplexity to the bit (torch seeded, one thread).
     assert result["val_perplexity"] < 0.8 * result["unigram_perplexity"]
     assert Path(tiny_model, "model.safetensors").is_file() and Path(tiny_model, "tokenizer.json").is_file()
     assert not list(Path(tiny_model).glob("*.bin"))
@@ -51,7 +54,8 @@ def test_lstm_baseline_uses_the_same_tokenizer(prepped, tiny_model, tmp_path):
                  **{**TINY, "learning_rate": 1e-2})
     assert lstm["vocab_size"] == gpt2["vocab_size"]
     assert lstm["unigram_perplexity"] == pytest.approx(gpt2["unigram_perplexity"])
-    assert lstm["val_perplexity"] < lstm["unigram_perplexity"]
+    # Seeds 0/1/2: 113.1/100.6/107.3 against the unigram's 150.5 (at most 0.75 of it).
+    assert lstm["val_perplexity"] < 0.9 * lstm["unigram_perplexity"]
     from reelworks.plots.models import load_for_generation
 
     assert load_for_generation(str(tmp_path / "lstm"))[2] == "lstm"
@@ -121,3 +125,18 @@ def test_sigkill_mid_run_resumes_from_last_complete_checkpoint(prepped, tmp_path
     result = json.loads((out / "training.json").read_text())
     assert result["resumed_from_step"] == resume_at and result["steps"] == 80 and result["world_size"] == 2
     assert result["val_perplexity"] < result["unigram_perplexity"]
+
+    # The same run without the kill: resuming restored weights, optimizer, schedule, RNG and data
+    # position, so the final weights are the same to the bit (same seed, world size and threads).
+    whole = tmp_path / "uninterrupted"
+    third = subprocess.run([str(whole) if arg == str(out) else arg for arg in command],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    from safetensors.numpy import load_file
+
+    resumed, uninterrupted = load_file(out / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    for name, weights in uninterrupted.items():
+        assert np.array_equal(resumed[name], weights), name
+    reference = json.loads((whole / "training.json").read_text())
+    assert reference["resumed_from_step"] is None and reference["val_perplexity"] == result["val_perplexity"]

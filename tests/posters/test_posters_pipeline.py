@@ -18,9 +18,13 @@ def test_compile_carries_gpu_and_s3_settings(tmp_path):
     for name in ("exec-prep-posters", "exec-train-classifier", "exec-evaluate-classifier", "exec-train-gan",
                  "exec-generate-posters"):
         assert k8s[name]["secretAsEnv"][0]["secretName"] == kubeflow.S3_SECRET
-    assert all(e["container"]["image"].endswith((":" + e["container"]["image"].rsplit(":", 1)[1],))
-               and "reelworks-" in e["container"]["image"] for e in executors.values())
-    assert "reelworks-tf" in executors["exec-train-classifier"]["container"]["image"]
+    # Every step runs in the image of its flavour, named by the one setting (registry and tag included).
+    from reelworks import settings
+
+    flavours = {"exec-prep-posters": "cpu", "exec-train-classifier": "tf", "exec-evaluate-classifier": "tf",
+                "exec-train-gan": "tf", "exec-generate-posters": "tf"}
+    assert {name: e["container"]["image"] for name, e in executors.items()} == \
+        {name: settings.image(flavour) for name, flavour in flavours.items()}
 
 
 @pytest.mark.slow

@@ -34,8 +34,12 @@ def test_train_evaluate_predict(synthetic_data, synthetic_model, tmp_path, capsy
     assert card["class_weights"] and all(w >= 1 for w in card["class_weights"])
     out = evaluate(synthetic_data, synthetic_model, str(tmp_path / "eval"), gallery=8)
     summary = out["summary"]
-    # Shapes and colours per genre are easy: the model must beat label frequencies.
-    assert summary["model"]["mAP"] > summary["frequency_baseline"]["mAP"]
+    # Shapes and colours per genre are easy: the model must beat label frequencies by far. Seeds 0-4
+    # of this fixture (`python bench/seed_spread.py synthetic`; seed 0 twice: same to the bit):
+    # mAP 0.810/0.881/0.862/0.894/0.763 and micro-F1 0.759/0.748/0.781/0.804/0.646 (the default,
+    # calibrated thresholds) against the baseline's 0.333 and 0.500.
+    model, baseline = summary["model"], summary["frequency_baseline"]
+    assert model["mAP"] > baseline["mAP"] + 0.3 and model["micro_f1"] > baseline["micro_f1"] + 0.1, summary
     assert out["beats_baseline"] == {"mAP": True, "micro_f1": True}
     listing = (tmp_path / "eval" / "listing.txt").read_text().splitlines()
     assert len(listing) == out["count"] and "%" in listing[0]

@@ -127,3 +127,17 @@ def test_console_script_dry_run_in_a_read_only_home(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "would post" in proc.stdout and "The Last Lighthouse" in proc.stdout
+
+
+def test_missing_image_keeps_the_plot_unless_allow_no_image(capsys, fake_x, tmp_path):
+    queue = str(tmp_path / "plotbot" / "queue.jsonl")
+    item = make_items(1)[0]
+    item.image = str(tmp_path / "posters" / "missing.png")
+    append_to_queue(queue, [item])
+    with pytest.raises(SystemExit) as info:
+        cli("publish", "--queue", queue)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--allow-no-image" in err and "Traceback" not in err
+    assert fake_x.tweets == []
+    cli("publish", "--queue", queue, "--allow-no-image")
+    assert len(fake_x.tweets) == 1 and fake_x.tweets[0]["media_ids"] == []

@@ -161,15 +161,20 @@ def drain(rng, queue, fake, items, kill: bool, crash_rate: float = 0.7) -> list[
     now = fake.read()["now"]
     outcomes = []
     for _ in range(80):
-        now += 7200  # later runs find earlier claims stale
+        # Most runs come after the lease (earlier claims are stale); a quarter come a minute after
+        # the run before, so a crashed run's claim is still live and must be left to its owner.
+        now += 60 if rng.random() < 0.25 else 7200
         fake.set_time(now)
         if rng.random() < 0.3:
             fake.script("create", rng.choice(X_FAILURES))
         crash_at = rng.randrange(0, 12) if rng.random() < crash_rate else None
         failpoints = Failpoints(fake, crash_at, rng.choice(("before", "after")), kill)
+        posted_before = len(fake.tweets)
         outcome = run_forked(queue, fake, now, failpoints) if kill else run_once(queue, fake, now, failpoints)
         outcomes.append(outcome)
-        assert outcome in ("published", "nothing", "crashed", "killed", "error"), outcomes
+        assert outcome in ("published", "nothing", "crashed", "killed", "error", "busy"), outcomes
+        if outcome == "busy":
+            assert len(fake.tweets) == posted_before, "a run contested a live claim and posted"
         if outcome == "nothing":
             break
     else:
@@ -196,12 +201,13 @@ compose(ITEMS[0])  # loads twitter-text's regexes before any fork
 @pytest.mark.parametrize("duplicate_check", [True, False], ids=["x-dup-check", "ledger-only"])
 def test_exceptions_at_every_point_local(fake_x, tmp_path, duplicate_check):
     rng = random.Random(1234 + duplicate_check)
-    crashes = 0
+    outcomes = []
     for scenario in range(30):
         reset_fake(fake_x, duplicate_check)
         queue = new_queue(str(tmp_path), f"s{scenario}", ITEMS)
-        crashes += drain(rng, queue, fake_x, ITEMS, kill=False).count("crashed")
-    assert crashes > 50  # the crashes did happen
+        outcomes += drain(rng, queue, fake_x, ITEMS, kill=False)
+    assert outcomes.count("crashed") > 50  # the crashes did happen
+    assert outcomes.count("busy") > 3  # and later runs met live claims of crashed runs (seeded: 7 and more)
 
 
 def test_exceptions_at_every_point_s3(fake_x, s3_bucket):
@@ -318,6 +324,40 @@ def test_fresh_claim_blocks_a_second_run(fake_x, tmp_path):
     assert fake_x.tweets == []
     assert run_once(queue, fake_x, now + 3600, Failpoints(fake_x, None, "after", False)) == "published"
     assert len(fake_x.tweets) == 1
+
+
+def test_live_claim_of_a_running_publisher_is_left_alone(fake_x, tmp_path):
+    """A publisher has claimed a plot and is still posting it (X has not answered yet). A second
+    run a minute later must back off: `busy`, no request to post, no claim of its own."""
+    items = make_items(1)
+    queue = new_queue(str(tmp_path), "live", items)
+    now = fake_x.read()["now"]
+    in_create, release = FORK.Event(), FORK.Event()
+    parent = os.getpid()
+
+    def hold_the_owner(endpoint):  # the forked owner waits inside X's create call
+        if endpoint == "create" and os.getpid() != parent:
+            in_create.set()
+            release.wait(30)
+
+    fake_x.hooks["on_call"] = hold_the_owner
+    owner_result = []
+    owner = threading.Thread(target=lambda: owner_result.append(run_forked(queue, fake_x, now, None)))
+    owner.start()
+    try:
+        assert in_create.wait(30), "the owner never reached X"
+        ledger = Ledger(queue.rsplit("/", 1)[0] + "/ledger")
+        assert list(ledger.snapshot()[items[0].id].claims) == [1]  # the owner's live claim
+        creates = []
+        fake_x.hooks["on_call"] = lambda endpoint: creates.append(endpoint) if endpoint == "create" else None
+        assert run_once(queue, fake_x, now + 60, Failpoints(fake_x, None, "after", False)) == "busy"
+        assert creates == [] and fake_x.tweets == []
+        assert list(ledger.snapshot()[items[0].id].claims) == [1]  # no second claim on a live lease
+    finally:
+        release.set()
+        owner.join(60)
+    assert owner_result == ["published"]
+    assert_exactly_once(fake_x, queue, items)
 
 
 def test_publisher_never_posts_after_its_lease(fake_x, tmp_path):

@@ -86,9 +86,20 @@ def test_overflow_skip_marks_and_moves_on(fake_x, clock, tmp_path):
     assert len(fake_x.tweets) == 1
 
 
+POSTER = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+
+
+def queue_with_image(tmp_path, image: str | None = None) -> str:
+    queue = str(tmp_path / "q.jsonl")
+    item = make_items(1)[0]
+    item.image = image
+    append_to_queue(queue, [item])
+    return queue
+
+
 def test_image_is_uploaded_and_attached(fake_x, clock, tmp_path, s3_bucket):
     image = f"{s3_bucket}/posters/lighthouse.png"
-    storage.write_bytes(image, b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    storage.write_bytes(image, POSTER)
     queue = f"{s3_bucket}/plotbot/queue.jsonl"
     item = make_items(1)[0]
     item.image = image
@@ -96,15 +107,65 @@ def test_image_is_uploaded_and_attached(fake_x, clock, tmp_path, s3_bucket):
     run(queue, clock)
     assert fake_x.calls("upload") == 1
     assert fake_x.tweets[0]["media_ids"] == fake_x.read()["media"]
+    # X API v2 one-shot upload: multipart with the file and media_category=tweet_image, OAuth 1.0a signed.
+    upload = fake_x.read()["uploads"][0]
+    assert upload["category"] == "tweet_image" and upload["bytes"] > len(POSTER)
 
 
-def test_missing_image_posts_text_alone(fake_x, clock, tmp_path, caplog):
-    queue = str(tmp_path / "q.jsonl")
-    item = make_items(1)[0]
-    item.image = str(tmp_path / "nope.png")
-    append_to_queue(queue, [item])
-    assert run(queue, clock).outcome == "published"
+def test_missing_image_posts_nothing_and_keeps_the_plot(fake_x, clock, tmp_path):
+    queue = queue_with_image(tmp_path, str(tmp_path / "nope.png"))
+    with pytest.raises(PublishError, match="not found; nothing was posted.*--allow-no-image") as info:
+        run(queue, clock)
+    assert info.value.exit_code == 2 and fake_x.tweets == [] and fake_x.calls("upload") == 0
+    # The claim was released: once the image is there, the next run posts the plot with it.
+    (tmp_path / "nope.png").write_bytes(POSTER)
+    result = run(queue, clock)
+    assert result.outcome == "published" and fake_x.tweets[0]["media_ids"] == fake_x.read()["media"]
+
+
+def test_missing_image_with_allow_no_image_posts_text_alone(fake_x, clock, tmp_path, caplog):
+    queue = queue_with_image(tmp_path, str(tmp_path / "nope.png"))
+    assert run(queue, clock, allow_no_image=True).outcome == "published"
     assert fake_x.tweets[0]["media_ids"] == [] and "not found" in caplog.text
+
+
+@pytest.mark.parametrize("allow_no_image", [False, True])
+def test_image_refused_by_x(fake_x, clock, tmp_path, allow_no_image):
+    (tmp_path / "poster.png").write_bytes(POSTER)
+    queue = queue_with_image(tmp_path, str(tmp_path / "poster.png"))
+    fake_x.script("upload", "400")
+    if not allow_no_image:
+        with pytest.raises(PublishError, match="X refused the image.*media type unrecognized") as info:
+            run(queue, clock)
+        assert info.value.exit_code == 2 and fake_x.tweets == [] and fake_x.calls("upload") == 1
+        # Not retried (a 400 is final), and not blocked: the next run tries again and posts.
+        assert run(queue, clock).outcome == "published" and fake_x.tweets[0]["media_ids"]
+    else:
+        assert run(queue, clock, allow_no_image=True).outcome == "published"
+        assert fake_x.tweets[0]["media_ids"] == [] and fake_x.calls("upload") == 1
+
+
+def test_image_upload_timeout_retries_then_keeps_the_plot(fake_x, clock, tmp_path):
+    (tmp_path / "poster.png").write_bytes(POSTER)
+    queue = queue_with_image(tmp_path, str(tmp_path / "poster.png"))
+    fake_x.script("upload", "timeout", "timeout")
+    with pytest.raises(PublishError, match=r"X POST /2/media/upload: timed out.*stays queued") as info:
+        run(queue, clock, retries=1, allow_no_image=True)  # X failing is never "post without"
+    assert info.value.exit_code == EXIT_TRY_LATER and fake_x.tweets == [] and fake_x.calls("upload") == 2
+    fake_x.script("upload", "timeout")
+    result = run(queue, clock, retries=1)
+    assert result.outcome == "published" and fake_x.tweets[0]["media_ids"] == fake_x.read()["media"][-1:]
+
+
+def test_dry_run_copies_the_image_into_the_outbox(fake_x, clock, tmp_path, monkeypatch):
+    (tmp_path / "poster.png").write_bytes(POSTER)
+    queue = queue_with_image(tmp_path, str(tmp_path / "poster.png"))
+    result = run(queue, clock, dry_run=True)
+    record = json.loads(storage.read_text(str(tmp_path / "outbox" / "tweets" / f"{result.plot_id}-0.json")))
+    assert record["image_source"] == [str(tmp_path / "poster.png")]
+    assert record["image"] == [str(tmp_path / "outbox" / "tweets" / f"{result.plot_id}-0.png")]
+    assert storage.read_bytes(record["image"][0]) == POSTER
+    assert fake_x.calls("upload") == 0 and fake_x.tweets == []
 
 
 def test_duplicate_content_counts_as_posted(fake_x, clock, queue_uri):
@@ -288,7 +349,7 @@ def test_secrets_never_logged(fake_x, clock, queue_uri, caplog, capfd, x_credent
 
 def test_image_upload_failure_releases_the_plot(fake_x, clock, tmp_path):
     image = tmp_path / "poster.png"
-    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    image.write_bytes(POSTER)
     queue = str(tmp_path / "q.jsonl")
     item = make_items(1)[0]
     item.image = str(image)

@@ -1,6 +1,6 @@
 """A stateful X account behind tweepy's real HTTP layer, served with the `responses` library.
 
-The bodies and headers are the shapes X API v2 (and v1.1 media upload) return: 201 created,
+The bodies and headers are the shapes X API v2 (tweets, users, media upload) return: 201 created,
 403 duplicate content, 403 client-forbidden, 401, 429 with x-rate-limit-reset, 5xx, plus
 timeouts and connection errors raised inside requests. Requests must carry a real OAuth 1.0a
 signature made with the expected consumer key and token, or they get X's 401.
@@ -26,7 +26,7 @@ import responses
 from reelworks.tweeter.queue import QueueItem
 
 API = "https://api.twitter.com"
-UPLOAD = "https://upload.twitter.com/1.1/media/upload.json"
+UPLOAD = "https://api.x.com/2/media/upload"  # v2; the retired v1.1 upload.twitter.com answers nothing here
 USER_ID = "2244994945"
 USERNAME = "reelworks_bot"
 FIRST_ID = 1445880548472328192
@@ -49,8 +49,12 @@ BAD_REQUEST = {"errors": [{"parameters": {"text": ["..."]}, "message": "Your Twe
                "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
                "type": "https://api.twitter.com/2/problems/invalid-request"}
 ME = {"data": {"id": USER_ID, "name": "Reelworks Plot Bot", "username": USERNAME}}
-MEDIA = {"media_id": 0, "media_id_string": "", "size": 0, "expires_after_secs": 86400,
+# POST /2/media/upload (one-shot): {"data": {...}}
+MEDIA = {"id": "", "media_key": "", "size": 0, "expires_after_secs": 86400,
          "image": {"image_type": "image/png", "w": 64, "h": 64}}
+MEDIA_BAD_REQUEST = {"errors": [{"message": "media type unrecognized."}], "title": "Invalid Request",
+                     "detail": "One or more parameters to your request was invalid.",
+                     "type": "https://api.twitter.com/2/problems/invalid-request"}
 
 JSON = {"content-type": "application/json; charset=utf-8"}
 
@@ -215,14 +219,26 @@ class FakeX:
         return 200, JSON, json.dumps({"data": data, "meta": meta})
 
     def _upload(self, request):
-        _, early = self._begin("upload", request)
+        action, early = self._begin("upload", request)
         if early:
+            if action == "400":  # X's answer to a file it cannot take
+                return 400, JSON, json.dumps(MEDIA_BAD_REQUEST)
             return early
+        body = request.body if isinstance(request.body, bytes) else (request.body or "").encode()
+        content_type = request.headers.get("Content-Type", "")
+        content_type = content_type.decode() if isinstance(content_type, bytes) else content_type
+        # A one-shot upload is multipart/form-data with the file in `media` and its category.
+        if (not content_type.startswith("multipart/form-data") or b'name="media"' not in body
+                or b'name="media_category"' not in body):
+            return 400, JSON, json.dumps(MEDIA_BAD_REQUEST)
+        category = body.split(b'name="media_category"', 1)[1].split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[0]
         with self.state() as state:
-            media_id = 710511363345354753 + len(state["media"])
-            state["media"].append(str(media_id))
-        body = {**MEDIA, "media_id": media_id, "media_id_string": str(media_id), "size": len(request.body or b"")}
-        return 200, JSON, json.dumps(body)
+            media_id = str(1880028106020515840 + len(state["media"]))
+            state["media"].append(media_id)
+            state.setdefault("uploads", []).append({"id": media_id, "category": category.decode(),
+                                                    "bytes": len(body)})
+        data = {**MEDIA, "id": media_id, "media_key": f"3_{media_id}", "size": len(body)}
+        return 200, JSON, json.dumps({"data": data})
 
 
 # ------------------------------------------------------------ test data shared by the tweeter tests

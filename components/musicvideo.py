@@ -1,0 +1,113 @@
+"""Kubeflow components of the music video workflow: each calls one `reelworks.musicvideo` function.
+
+Plan, timeline and keyframes travel as KFP artifacts (their `.path` goes to the library).
+Frames are written where a restarted or parallel step can find them: below `work_uri` when
+the pipeline names one (an s3:// prefix survives a pre-empted pod, so a retry skips the
+finished chunks), else in the step's own artifact; each interpolate task returns the URI it
+filled and the render step merges them.
+"""
+from typing import List
+
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
+
+from reelworks.kubeflow import component
+
+
+@component("torch")
+def plan_scenes(lyrics: str, plan: Output[Dataset], markdown: Output[Markdown], html: Output[HTML],
+                metrics: Output[Metrics], brief: str = "", rounds: int = 3, feedback: str = "", plan_from: str = "",
+                sections: int = 5, use_llm: bool = True, llm_base_url: str = "", llm_model: str = "",
+                llm_max_tokens: int = 0):
+    """Lyrics -> plot, sections, one checked scene per lyric line (LLM, template or prompts.csv;
+    llm_max_tokens 0: no cap on an answer)."""
+    import os
+
+    from reelworks.musicvideo.plan import make_plan
+
+    client = None
+    if use_llm and llm_base_url:
+        from reelworks.llm import LLMClient
+
+        client = LLMClient(llm_base_url, llm_model or os.environ.get("REELWORKS_LLM_MODEL", ""),
+                           api_key=os.environ.get("REELWORKS_LLM_API_KEY"))
+    out = make_plan(lyrics, plan.path, brief=brief, rounds=rounds, feedback=feedback or None,
+                    plan_from=plan_from or None, sections=sections, client=client, use_llm=use_llm,
+                    max_tokens=llm_max_tokens or None)
+    out["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)
+
+
+@component("torch")
+def song_timing(audio: str, plan: Input[Dataset], timeline: Output[Dataset], markdown: Output[Markdown],
+                html: Output[HTML], metrics: Output[Metrics], fps: float = 0.0, preset: str = "tiny",
+                snap: str = "beats", energy: float = 0.5):
+    """Beats, onsets and line times -> the frame grid and the exact audio slice (fps 0: the preset's)."""
+    from reelworks.musicvideo.presets import resolve
+    from reelworks.musicvideo.timing import timing
+
+    out = timing(audio, plan.path, timeline.path, fps or resolve(preset)["fps"], snap=snap, energy=energy)
+    out["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)
+
+
+@component("torch")
+def render_keyframes(timeline: Input[Dataset], keyframes: Output[Dataset], markdown: Output[Markdown],
+                     html: Output[HTML], metrics: Output[Metrics], preset: str = "tiny", model: str = "",
+                     steps: int = 0, guidance: float = 0.0, height: int = 0, width: int = 0,
+                     batch_size: str = "auto"):
+    """One full-quality render per keyframe, as a contact sheet (0/empty: the preset's value)."""
+    from reelworks.musicvideo.keyframes import keyframes as run
+    from reelworks.musicvideo.presets import resolve
+
+    settings = resolve(preset, model=model, steps=steps, guidance=guidance, height=height, width=width)
+    settings.pop("fps")
+    out = run(timeline.path, keyframes.path, batch_size=batch_size, **settings)
+    out["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)
+
+
+@component("cpu")
+def shard_numbers(shards: int) -> List[int]:
+    """0 .. shards-1: one interpolate task per number."""
+    return list(range(max(1, shards)))
+
+
+@component("torch")
+def interpolate_frames(timeline: Input[Dataset], frames: Output[Dataset], shard: int = 0, shards: int = 1,
+                       work_uri: str = "", preset: str = "tiny", model: str = "", steps: int = 0,
+                       guidance: float = 0.0, height: int = 0, width: int = 0, batch_size: str = "auto",
+                       chunk: int = 16) -> str:
+    """This shard's chunks of the walk; returns the URI holding its frames and chunk manifests."""
+    from reelworks import storage
+    from reelworks.musicvideo.interpolate import interpolate
+    from reelworks.musicvideo.presets import resolve
+
+    settings = resolve(preset, model=model, steps=steps, guidance=guidance, height=height, width=width)
+    settings.pop("fps")
+    target = storage.join(work_uri, "frames") if work_uri else frames.path
+    out = interpolate(timeline.path, target, batch_size=batch_size, chunk=chunk, shard=shard, shards=shards,
+                      **settings)
+    print(f"shard {shard}/{shards}: {len(out['rendered'])} chunks rendered, {len(out['skipped'])} already done")
+    return target
+
+
+@component("torch")
+def render_video(frames: List[str], timeline: Input[Dataset], audio: str, video: Output[Dataset],
+                 markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics],
+                 allow_partial: bool = False) -> str:
+    """Frames in grid order + the song's slice -> video.mp4 (H.264 + AAC) and preview.gif; returns the video's URI."""
+    from reelworks.musicvideo.render import render
+
+    out = render(sorted(set(frames)), timeline.path, audio, video.path, allow_partial=allow_partial)
+    out["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)
+    print(f"video: {out['video']}")
+    return out["video"]
+
+
+@component("cpu")
+def musicvideo_report(plan: Input[Dataset], timeline: Input[Dataset], keyframes: Input[Dataset],
+                      video: Input[Dataset], markdown: Output[Markdown], html: Output[HTML],
+                      metrics: Output[Metrics]):
+    """One page for the run: plot and scenes, the timeline picture, the contact sheet, the video."""
+    from reelworks.musicvideo.summary import summary
+
+    report = summary(plan.path, timeline.path, keyframes.path, video.path)
+    report.to_kfp(markdown=markdown, html_output=html, metrics=metrics)
+    print(f"video: {video.path}/video.mp4")

@@ -1,0 +1,55 @@
+"""Music video: lyrics -> LLM plan -> beat-synced timeline -> keyframes -> Stable Diffusion walk -> video + report.
+
+plan -> timing -> keyframes -> interpolate (one task per shard, ParallelFor, 1 GPU each) ->
+render -> report. With no parameters (`reelworks run musicvideo --local`) it makes the
+project's own demo song (a click track at 120 BPM with one tone per lyric line, and its LRC)
+and renders it on the tiny preset on CPU. `work_uri` (an s3:// prefix) keeps the frames where
+a retried interpolate task finds its finished chunks.
+"""
+from kfp import dsl
+
+from reelworks import kubeflow
+from reelworks.components import musicvideo as mv
+
+
+def LOCAL_ARGUMENTS() -> dict:
+    """The synthetic demo song and its LRC, made once in the cache; one feedback round."""
+    from reelworks.musicvideo.song import write_demo_song
+    from reelworks.settings import cache_dir
+
+    folder = cache_dir() / "musicvideo" / "demo-song"
+    if not (folder / "song.lrc").is_file() or not (folder / "song.wav").is_file():
+        write_demo_song(str(folder))
+    return {"audio": str(folder / "song.wav"), "lyrics": str(folder / "song.lrc"), "rounds": 1}
+
+
+@dsl.pipeline(name="musicvideo", description=__doc__.splitlines()[0])
+def pipeline(audio: str, lyrics: str, fps: float = 0.0, preset: str = "tiny", model: str = "", steps: int = 0,
+             guidance: float = 0.0, height: int = 0, width: int = 0, batch_size: str = "auto", chunk: int = 16,
+             interpolate_workers: int = 1, work_uri: str = "", brief: str = "", rounds: int = 3,
+             feedback: str = "", plan_from: str = "", sections: int = 5, use_llm: bool = True,
+             llm_base_url: str = "", llm_model: str = "", llm_max_tokens: int = 0, snap: str = "beats",
+             energy: float = 0.5, allow_partial: bool = False):
+    plan = mv.plan_scenes(lyrics=lyrics, brief=brief, rounds=rounds, feedback=feedback, plan_from=plan_from,
+                          sections=sections, use_llm=use_llm, llm_base_url=llm_base_url, llm_model=llm_model,
+                          llm_max_tokens=llm_max_tokens)
+    kubeflow.with_s3(plan)
+    timing = kubeflow.with_s3(mv.song_timing(audio=audio, plan=plan.outputs["plan"], fps=fps, preset=preset,
+                                             snap=snap, energy=energy))
+    render_args = dict(preset=preset, model=model, steps=steps, guidance=guidance, height=height, width=width,
+                       batch_size=batch_size)
+    keyframes = mv.render_keyframes(timeline=timing.outputs["timeline"], **render_args)
+    kubeflow.on_gpu(kubeflow.with_s3(keyframes), 1)
+    shards = mv.shard_numbers(shards=interpolate_workers)
+    with dsl.ParallelFor(shards.output) as shard:
+        interpolate = mv.interpolate_frames(timeline=timing.outputs["timeline"], shard=shard,
+                                            shards=interpolate_workers, work_uri=work_uri, chunk=chunk,
+                                            **render_args)
+        kubeflow.on_gpu(kubeflow.with_s3(interpolate), 1)
+        interpolate.after(keyframes)  # judge the keyframes' report before the expensive pass starts
+    video = mv.render_video(frames=dsl.Collected(interpolate.outputs["Output"]), timeline=timing.outputs["timeline"],
+                            audio=audio, allow_partial=allow_partial)
+    kubeflow.with_s3(video)
+    report = mv.musicvideo_report(plan=plan.outputs["plan"], timeline=timing.outputs["timeline"],
+                                  keyframes=keyframes.outputs["keyframes"], video=video.outputs["video"])
+    kubeflow.with_s3(report)

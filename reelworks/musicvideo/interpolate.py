@@ -1,0 +1,277 @@
+"""Step 4: the walk. Every frame on the grid rendered by Stable Diffusion from text embeddings
+lerped (or slerped) and seed noise slerped between its segment's two keyframes.
+
+Each frame is a function of its segment's two prompts and seeds and its position alone:
+- the keyframes' text embeddings are encoded once (`pipe.encode_prompt`) and each keyframe's
+  noise drawn once from its own seed on the CPU (the same noise on any device);
+- a batch's embeddings and noise are mixed on the device in one operation each, then the stock
+  diffusers pipeline renders the batch from `prompt_embeds`/`negative_prompt_embeds`/`latents`;
+- batches are padded to the fixed batch size, so a frame's arithmetic never depends on which
+  frames share its batch: a keyframe render (position 0) is bit-identical to the first frame
+  of its segment, and a rerun reproduces every frame exactly (at the same batch size).
+
+Work goes in chunks of grid frames. A chunk's PNGs are written (atomically, by a writer
+thread while the device renders the next batch), then its manifest `chunks/NNNNN.json`
+(names and sha256) last. A restarted job skips chunks whose manifest is there and matches
+the settings, so a pre-empted GPU loses at most one chunk; `shard`/`shards` split the chunks
+over several workers (the pipeline's ParallelFor).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from reelworks import storage
+from reelworks.errors import ReelworksError
+from reelworks.musicvideo.timing import frame_table, load_timeline
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK = 16
+CPU_AUTO_BATCH = 8
+
+
+# --------------------------------------------------------------------------- interpolation math
+
+
+def lerp(a, b, t):
+    """a + t (b - a) per row; `t` of shape (batch,), broadcast over the rest. Exactly `a` at t=0."""
+    import torch
+
+    t = t.reshape(-1, *([1] * (a.dim() - 1))).to(a.dtype)
+    return torch.lerp(a, b, t)
+
+
+def slerp(a, b, t, dot_threshold: float = 0.9995):
+    """Spherical interpolation per row (float32 inside): the norm stays near the endpoints'
+    (Gaussian noise stays Gaussian-sized, where a lerp would shrink it by up to 1/sqrt(2)).
+    Exactly `a` at t=0; nearly parallel rows fall back to lerp."""
+    import torch
+
+    dtype = a.dtype
+    a32, b32 = a.float(), b.float()
+    flat_a, flat_b = a32.flatten(1), b32.flatten(1)
+    dot = (flat_a * flat_b).sum(1) / (flat_a.norm(dim=1) * flat_b.norm(dim=1)).clamp_min(1e-12)
+    dot = dot.clamp(-1, 1)
+    theta = torch.acos(dot)
+    t = t.float().to(a.device)
+    sin_theta = torch.sin(theta)
+    s0 = torch.sin((1 - t) * theta) / sin_theta
+    s1 = torch.sin(t * theta) / sin_theta
+    parallel = dot.abs() > dot_threshold
+    s0 = torch.where(parallel, 1 - t, s0)
+    s1 = torch.where(parallel, t, s1)
+    shape = (-1, *([1] * (a.dim() - 1)))
+    return (s0.reshape(shape) * a32 + s1.reshape(shape) * b32).to(dtype)
+
+
+def seed_noise(seed: int, shape: tuple[int, ...]):
+    """A keyframe's initial noise: drawn on the CPU from its seed alone (device-independent)."""
+    import torch
+
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- the walker
+
+
+class Walker:
+    """Renders (segment start keyframe, end keyframe, position) triples in fixed-size batches."""
+
+    def __init__(self, pipe, keyframes: list[dict], *, steps: int, guidance: float, height: int, width: int,
+                 batch_size: int, embeddings: str = "lerp"):
+        import torch
+
+        if embeddings not in ("lerp", "slerp"):
+            raise ReelworksError(f"--embeddings must be lerp or slerp, not {embeddings!r}")
+        if height % 8 or width % 8:
+            raise ReelworksError(f"height and width must be multiples of 8, got {width}x{height}")
+        self.pipe, self.steps, self.guidance = pipe, steps, guidance
+        self.height, self.width, self.batch_size, self.embeddings = height, width, batch_size, embeddings
+        self.device = pipe._execution_device
+        self.dtype = pipe.unet.dtype
+        with torch.no_grad():
+            cond, uncond = pipe.encode_prompt([k["prompt"] for k in keyframes], self.device, 1, True,
+                                              negative_prompt=[k["negative_prompt"] for k in keyframes])
+        self.cond, self.uncond = cond, uncond
+        shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+        self.noise = torch.cat([seed_noise(k["seed"], shape) for k in keyframes]).to(self.device)
+
+    def inputs(self, items: list[tuple[int, int, float]]):
+        """(prompt_embeds, negative_prompt_embeds, latents) for a batch, mixed on the device."""
+        import torch
+
+        a = torch.tensor([i[0] for i in items], device=self.device)
+        b = torch.tensor([i[1] for i in items], device=self.device)
+        t = torch.tensor([i[2] for i in items], dtype=torch.float32, device=self.device)
+        mix = slerp if self.embeddings == "slerp" else lerp
+        cond = mix(self.cond[a], self.cond[b], t)
+        uncond = mix(self.uncond[a], self.uncond[b], t)
+        latents = slerp(self.noise[a], self.noise[b], t).to(self.dtype)
+        return cond, uncond, latents
+
+    def render(self, items: list[tuple[int, int, float]]) -> list[np.ndarray]:
+        """HxWx3 uint8 frames for `items`; the batch is padded to `batch_size`."""
+        import torch
+
+        if not items:
+            return []
+        n = len(items)
+        padded = list(items) + [items[-1]] * max(0, self.batch_size - n)
+        cond, uncond, latents = self.inputs(padded)
+        try:
+            with torch.no_grad():
+                images = self.pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, latents=latents,
+                                   num_inference_steps=self.steps, guidance_scale=self.guidance,
+                                   height=self.height, width=self.width, output_type="np").images
+        except torch.cuda.OutOfMemoryError:
+            # Padding follows the batch size down (run_batched retries with half the items).
+            self.batch_size = max(1, self.batch_size // 2)
+            raise
+        return [(np.clip(img, 0, 1) * 255).round().astype(np.uint8) for img in images[:n]]
+
+    def render_all(self, items: list[tuple[int, int, float]]) -> list[np.ndarray]:
+        from reelworks import diffusion
+
+        size = self.batch_size
+        return diffusion.run_batched(lambda batch: self.render(batch), items, batch_size=size)
+
+
+def resolve_batch_size(batch_size: int | str, device: str) -> int:
+    if batch_size == "auto":
+        from reelworks import diffusion
+
+        return diffusion.AUTO_BATCH if str(device).startswith("cuda") else CPU_AUTO_BATCH
+    try:
+        size = int(batch_size)
+    except (TypeError, ValueError):
+        raise ReelworksError(f"--batch-size must be a positive integer or auto, not {batch_size!r}") from None
+    if size < 1:
+        raise ReelworksError(f"--batch-size must be a positive integer or auto, not {batch_size!r}")
+    return size
+
+
+def load_walker(timeline: dict, model: str, *, steps: int, guidance: float, height: int, width: int,
+                batch_size: int | str = "auto", device: str | None = None, embeddings: str = "lerp",
+                offload: bool = False, slicing: bool = False) -> Walker:
+    from reelworks import diffusion
+
+    device, _ = diffusion.pick_device(device)
+    pipe = diffusion.load(model, "sd", device=device, offload=offload, slicing=slicing)
+    return Walker(pipe, timeline["keyframes"], steps=steps, guidance=guidance, height=height, width=width,
+                  batch_size=resolve_batch_size(batch_size, device), embeddings=embeddings)
+
+
+def png_bytes(frame: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def frame_name(frame: int) -> str:
+    return f"frames/{frame:06d}.png"
+
+
+def chunk_name(chunk: int) -> str:
+    return f"chunks/{chunk:05d}.json"
+
+
+def fingerprint(timeline: dict, settings: dict) -> str:
+    """What a chunk's frames depend on: a manifest with another fingerprint is stale."""
+    keyframes = [{k: kf[k] for k in ("prompt", "negative_prompt", "seed")} for kf in timeline["keyframes"]]
+    segments = [{k: s[k] for k in ("a", "b", "first_frame", "positions")} for s in timeline["segments"]]
+    blob = json.dumps({"keyframes": keyframes, "segments": segments, **settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def interpolate(timeline: str, output: str, *, model: str = "tiny", steps: int = 4, guidance: float = 7.5,
+                height: int = 64, width: int = 64, batch_size: int | str = "auto", chunk: int = DEFAULT_CHUNK,
+                shard: int = 0, shards: int = 1, device: str | None = None, embeddings: str = "lerp",
+                offload: bool = False, slicing: bool = False, walker: Walker | None = None) -> dict:
+    """Render every frame of the grid (this shard's chunks) below `output`; returns a summary
+    with `rendered` and `skipped` chunk numbers."""
+    from reelworks.metrics import job_metrics
+    from reelworks.progress import track
+
+    tl = load_timeline(timeline)
+    if chunk < 1:
+        raise ReelworksError(f"--chunk must be at least 1, got {chunk}")
+    if not 0 <= shard < shards:
+        raise ReelworksError(f"--shard must be in [0, {shards}), got {shard}")
+    table = frame_table(tl)
+    segments = {s["index"]: s for s in tl["segments"]}
+    n_chunks = (len(table) + chunk - 1) // chunk
+    mine = [c for c in range(n_chunks) if c % shards == shard]
+    with job_metrics("musicvideo_interpolate") as m:
+        walker = walker or load_walker(tl, model, steps=steps, guidance=guidance, height=height, width=width,
+                                       batch_size=batch_size, device=device, embeddings=embeddings,
+                                       offload=offload, slicing=slicing)
+        settings = {"model": model, "steps": walker.steps, "guidance": walker.guidance, "height": walker.height,
+                    "width": walker.width, "batch_size": walker.batch_size, "embeddings": walker.embeddings,
+                    "dtype": str(walker.dtype), "device": str(walker.device).split(":")[0]}
+        fp = fingerprint(tl, settings)
+        done = set(storage.list_keys(storage.join(output, "chunks")))
+        rendered, skipped = [], []
+        with ThreadPoolExecutor(4) as writers:
+            for c in track(mine, "interpolate chunks", total=len(mine), unit="chunk"):
+                if f"{c:05d}.json" in done and _manifest_matches(output, c, fp):
+                    skipped.append(c)
+                    m.drop("chunk_already_done", n=len(table[c * chunk:(c + 1) * chunk]))
+                    continue
+                rows = table[c * chunk:(c + 1) * chunk]
+                items = [(segments[s]["a"], segments[s]["b"], p) for _, s, p in rows]
+                pending = []
+                for start in range(0, len(items), walker.batch_size):
+                    frames = walker.render_all(items[start:start + walker.batch_size])
+                    for (frame, _, _), image in zip(rows[start:start + walker.batch_size], frames):
+                        pending.append(writers.submit(_write_frame, output, frame, image))
+                entries = [future.result() for future in pending]
+                # The manifest last: a chunk with one is complete.
+                storage.write_text(storage.join(output, chunk_name(c)), json.dumps(
+                    {"chunk": c, "fingerprint": fp, "frames": entries}, indent=1))
+                rendered.append(c)
+                m.items.inc(len(rows))
+        m.gauge("reelworks_musicvideo_chunks_skipped", "Chunks a restarted job found finished").set(len(skipped))
+    return {"chunks": n_chunks, "rendered": rendered, "skipped": skipped, "frames": len(table),
+            "fingerprint": fp, "settings": settings}
+
+
+def _write_frame(output: str, frame: int, image: np.ndarray) -> dict:
+    data = png_bytes(image)
+    storage.write_bytes(storage.join(output, frame_name(frame)), data)
+    return {"frame": frame, "name": frame_name(frame), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _manifest_matches(output: str, c: int, fp: str) -> bool:
+    try:
+        manifest = json.loads(storage.read_text(storage.join(output, chunk_name(c))))
+    except (ValueError, ReelworksError):
+        return False
+    if manifest.get("fingerprint") != fp:
+        log.info("chunk %d was rendered with other settings: rendering it again", c)
+        return False
+    return True
+
+
+def manifests(frames_roots: list[str]) -> dict[int, tuple[str, str]]:
+    """frame -> (URI of its PNG, sha256) from the chunk manifests under each root."""
+    found: dict[int, tuple[str, str]] = {}
+    for root in frames_roots:
+        for key in storage.list_keys(storage.join(root, "chunks")):
+            if not key.endswith(".json"):
+                continue
+            try:
+                manifest = json.loads(storage.read_text(storage.join(root, "chunks", key)))
+            except ValueError:
+                continue
+            for entry in manifest.get("frames", []):
+                found[int(entry["frame"])] = (storage.join(root, entry["name"]), entry["sha256"])
+    return found

@@ -1,0 +1,266 @@
+"""`posters from-plots`: a poster for every queued plot that has none yet.
+
+For each item: a visual prompt from its title, plot and genres (the LLM when one is
+configured, else a fixed template; cut to CLIP's 77 tokens) and a negative prompt; a 2:3
+portrait rendered by a Stable Diffusion pipeline (`reelworks.diffusion`: "tiny", a Hub id, a
+folder or an s3:// prefix), seeded per item; the title set onto it with PIL; optionally the
+genre classifier's reading of the finished poster. The poster is saved beside the queue
+(`<queue folder>/posters/<id>.png`) and its URI written into the item's `image` field with a
+compare-and-swap (`queue.set_images`), so plots appended meanwhile are kept.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from pathlib import PurePosixPath
+
+from reelworks import diffusion, storage
+from reelworks.errors import ReelworksError
+from reelworks.metrics import job_metrics
+from reelworks.progress import track
+from reelworks.reports import Report
+from reelworks.tweeter.queue import QueueItem, read_queue, set_images
+
+log = logging.getLogger(__name__)
+
+NEGATIVE_PROMPT = ("text, letters, words, title, typography, watermark, signature, logo, frame, border, "
+                   "blurry, low quality, jpeg artifacts, deformed, disfigured, extra fingers, bad anatomy")
+# What a genre looks like on a poster: the template's style words.
+GENRE_STYLE = {
+    "action": "explosions, dynamic pose, motion blur, high contrast",
+    "adventure": "vast landscape, heroic silhouette, golden hour",
+    "animation": "vibrant animated style, bold shapes, bright colors",
+    "comedy": "bright saturated colors, playful expressions, sunny",
+    "crime": "neon-lit rainy street, noir shadows, gritty",
+    "documentary": "photojournalism, natural light, candid",
+    "drama": "moody intimate portrait, soft window light",
+    "family": "warm colors, cheerful, storybook",
+    "fantasy": "magical glowing light, mythical creatures, epic castle",
+    "horror": "dark eerie fog, desaturated, ominous silhouette, dread",
+    "music": "stage lights, concert crowd, vivid color",
+    "mystery": "shadowy figure, fog, lantern light, suspense",
+    "romance": "warm soft light, couple silhouette, sunset, tender",
+    "sci-fi": "futuristic city, spaceships, neon glow, vast scale",
+    "science fiction": "futuristic city, spaceships, neon glow, vast scale",
+    "history": "period costumes, candlelight, sepia tones, grand interiors",
+    "thriller": "tense close-up, harsh shadows, cold palette",
+    "war": "smoke, battlefield, muted earth tones, gritty",
+    "western": "desert, dusty sunset, lone rider, wide vista",
+}
+DEFAULT_STYLE = "cinematic lighting, dramatic composition"
+LLM_SYSTEM = ("You write image prompts for a text-to-image model that paints movie posters. Answer with JSON: "
+              "`prompt` is one visual scene for the poster (subjects, setting, lighting, colors, style), "
+              "at most 50 words, no text or letters on the image, no title; `negative_prompt` lists what "
+              "to avoid, at most 20 words.")
+PROMPT_SCHEMA = {"type": "object", "properties": {"prompt": {"type": "string"},
+                                                  "negative_prompt": {"type": "string"}},
+                 "required": ["prompt", "negative_prompt"]}
+GALLERY_WIDTH = 192
+
+
+def template_prompt(item: QueueItem) -> tuple[str, str]:
+    """(prompt, negative prompt) from the item alone: its genres' style, its first sentence."""
+    genres = [g for g in item.genres if g.strip()]
+    styles = [GENRE_STYLE[g.strip().casefold()] for g in genres if g.strip().casefold() in GENRE_STYLE]
+    scene = item.plot.strip().split(". ")[0].rstrip(".")
+    scene = " ".join(scene.split()[:30])
+    kind = f"{' '.join(g.lower() for g in genres[:2])} movie poster" if genres else "movie poster"
+    prompt = (f"{kind} for {item.title.strip()}, {scene}, {', '.join(styles) or DEFAULT_STYLE}, "
+              "cinematic, highly detailed, portrait composition")
+    return prompt, NEGATIVE_PROMPT
+
+
+def llm_prompt(client, item: QueueItem) -> tuple[str, str]:
+    genres = ", ".join(item.genres) or "unknown"
+    answer = client.json([{"role": "system", "content": LLM_SYSTEM},
+                          {"role": "user", "content": f"Title: {item.title}\nGenres: {genres}\nPlot: {item.plot}"}],
+                         PROMPT_SCHEMA, name="poster_prompt", max_tokens=200)
+    return str(answer["prompt"]).strip(), str(answer["negative_prompt"]).strip() or NEGATIVE_PROMPT
+
+
+def llm_client():
+    """The configured LLM client, or None (no endpoint configured, or no `reelworks.llm`)."""
+    try:
+        from reelworks.llm import LLMClient
+    except ImportError:
+        return None
+    return LLMClient.from_settings()
+
+
+def item_seed(item: QueueItem, seed: int) -> int:
+    """Each item's own seed: its stable id mixed with the run's seed, whatever its batch."""
+    return (int(item.id[:8], 16) ^ (seed * 0x9E3779B1)) & 0x7FFFFFFF
+
+
+def beside(queue: str, *parts: str) -> str:
+    """A URI in the queue's folder."""
+    loc = storage.parse(queue)
+    parent = str(PurePosixPath(loc.key).parent)
+    base = f"s3://{loc.bucket}/{parent}" if loc.is_s3 else parent
+    if loc.is_s3 and parent == ".":
+        base = f"s3://{loc.bucket}"
+    return storage.join(base, *parts)
+
+
+def portrait_size(pipe) -> tuple[int, int]:
+    """(width, height) at 2:3 from the model's native square size (tiny: 64x96, SD 1.5: 512x768)."""
+    native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+    width = max(8, native // 8 * 8)
+    height = round(width * 3 / 2 / 8) * 8
+    return width, height
+
+
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def posters_from_plots(queue: str, output: str, *, model: str = "tiny", kind: str = "sd",
+                       classifier: str | None = None, limit: int | None = None, steps: int = 25,
+                       guidance: float = 7.5, seed: int = 0, batch_size: int | str = "auto",
+                       device: str | None = None, missing_ok: bool = False) -> dict:
+    """Render, title and attach posters for queued plots without an image; returns the summary
+    (also written to `output`/posters.json, with posters.jsonl, raw renders and the report).
+    `missing_ok`: a queue that does not exist is an empty one."""
+    from reelworks.posters.title_card import set_title
+
+    if kind not in ("sd", "sdxl"):
+        raise ReelworksError(f"posters are still images: --kind must be sd or sdxl, not {kind!r}")
+    if limit is not None and limit < 1:
+        raise ReelworksError(f"--limit must be at least 1, got {limit}")
+    if steps < 1:
+        raise ReelworksError(f"--steps must be at least 1, got {steps}")
+    if not missing_ok and not storage.exists(queue):  # a pipeline whose curation kept nothing has none
+        raise ReelworksError(f"no queue at {queue}")
+    with job_metrics("posters_from_plots") as metrics:
+        read = read_queue(queue)
+        no_plot = sum("empty title or plot" in reason for _, reason in read.bad_lines)
+        if no_plot:
+            metrics.drop("no_plot", no_plot)
+        if len(read.bad_lines) > no_plot:
+            metrics.drop("bad_line", len(read.bad_lines) - no_plot)
+        with_image = [item for item in read.items if item.image]
+        todo = [item for item in read.items if not item.image][:limit]
+        client = llm_client()
+        source = "llm" if client is not None else "template"
+        records: list[dict] = []
+        started = time.time()
+        if todo:
+            pipe = diffusion.load(model, kind, device=device)
+            width, height = portrait_size(pipe)
+            dev = str(pipe.device) if hasattr(pipe, "device") else "cpu"
+            bar = track(None, "posters", total=len(todo), unit="poster")
+
+            def render(batch: list[QueueItem]) -> list[dict]:
+                prompts = [llm_prompt(client, item) if client is not None else template_prompt(item)
+                           for item in batch]
+                positive = [diffusion.fit_prompt(pipe.tokenizer, p) for p, _ in prompts]
+                negative = [diffusion.fit_prompt(pipe.tokenizer, n) for _, n in prompts]
+                seeds = [item_seed(item, seed) for item in batch]
+                images = pipe(prompt=positive, negative_prompt=negative, height=height, width=width,
+                              num_inference_steps=steps, guidance_scale=guidance,
+                              generator=diffusion.generators(seeds, "cpu" if dev == "cpu" else dev),
+                              output_type="pil").images
+                out = []
+                for item, raw, prompt, neg, item_seed_ in zip(batch, images, positive, negative, seeds):
+                    poster_uri = beside(queue, "posters", f"{item.id}.png")
+                    raw_uri = storage.join(output, "raw", f"{item.id}.png")
+                    storage.write_bytes(raw_uri, _png(raw))
+                    storage.write_bytes(poster_uri, _png(set_title(raw, item.title)))
+                    out.append({"id": item.id, "title": item.title, "plot": item.plot, "genres": item.genres,
+                                "prompt": prompt, "negative_prompt": neg, "prompt_source": source,
+                                "seed": item_seed_, "model": model, "steps": steps, "size": [width, height],
+                                "image": poster_uri, "raw": raw_uri})
+                # Attach this batch's posters now: a crash later keeps what is done.
+                set_images(queue, {r["id"]: r["image"] for r in out})
+                metrics.items.inc(len(out))
+                bar.update(len(out))
+                return out
+
+            records = diffusion.run_batched(render, todo, batch_size)
+            bar.close()
+        elapsed = time.time() - started
+        if classifier and records:
+            from reelworks.posters.predict import predict
+
+            for record, result in zip(records, predict(classifier, [r["image"] for r in records], top=3)):
+                record["classifier_genres"] = result.get("predicted", [])
+                record["classifier_top"] = result.get("top", [])
+        if client is not None and hasattr(client, "save_transcript"):
+            client.save_transcript(storage.join(output, "llm_transcript.json"))
+        summary = {"queue": queue, "model": model, "kind": kind, "rendered": len(records),
+                   "already_with_image": len(with_image), "dropped": {"no_plot": no_plot,
+                                                                      "bad_line": len(read.bad_lines) - no_plot},
+                   "left_for_later": len([i for i in read.items if not i.image]) - len(todo),
+                   "prompt_source": source, "classifier": classifier or "", "seconds": round(elapsed, 2)}
+        report = poster_report(summary, records)
+        storage.write_text(storage.join(output, "posters.jsonl"),
+                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        report.save(storage.join(output, "report"))
+        storage.write_text(storage.join(output, "posters.json"), json.dumps(summary, indent=2))  # last
+        metrics.gauge("reelworks_posters_rendered_per_second", "Posters rendered per second").set(
+            len(records) / elapsed if records and elapsed > 0 else 0)
+        log.info("from-plots: %d poster(s) rendered (%s prompts), %d item(s) already had one, %d without a plot",
+                 len(records), source, len(with_image), no_plot)
+        summary["records"] = records
+        summary["report"] = report
+        return summary
+
+
+def poster_report(summary: dict, records: list[dict], gallery: int = 24) -> Report:
+    report = Report("Posters from plots")
+    prompts = ("an LLM" if summary["prompt_source"] == "llm"
+               else "the built-in template (no LLM endpoint configured: REELWORKS_LLM_BASE_URL)")
+    report.text(f"{summary['rendered']} poster(s) rendered with {summary['model']} ({summary['kind']}), prompts by "
+                f"{prompts}; {summary['already_with_image']} queued plot(s) already had an image, "
+                f"{summary['dropped']['no_plot']} had no plot (skipped).")
+    report.metric("posters_rendered", summary["rendered"])
+    report.metric("posters_seconds", summary["seconds"])
+    if not records:
+        return report
+    classified = any("classifier_genres" in r for r in records)
+    report.heading("Gallery")
+    shown = records[:gallery]
+    report.image("gallery", _contact_sheet(shown, classified),
+                 f"{len(shown)} of {len(records)} posters: requested genres"
+                 + (" / the classifier's genres" if classified else ""))
+    rows = []
+    for record in shown:
+        row = [record["title"], record["plot"], ", ".join(record["genres"]) or "-"]
+        if classified:
+            row.append(", ".join(record.get("classifier_top", [])) or "-")
+        rows.append(row + [record["prompt"]])
+    headers = ["title", "plot", "requested genres"] + (["classifier genres"] if classified else []) + ["prompt"]
+    report.table(headers, rows)
+    return report
+
+
+def _contact_sheet(records: list[dict], classified: bool, columns: int = 6) -> bytes:
+    """The posters in a grid, each with its requested (and classified) genres beneath."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from reelworks.posters.title_card import font_path
+
+    font = ImageFont.truetype(str(font_path()), 11)
+    thumb_h = GALLERY_WIDTH * 3 // 2
+    caption_h = 34 if classified else 20
+    rows = (len(records) + columns - 1) // columns
+    cols = min(columns, len(records))
+    sheet = Image.new("RGB", (cols * (GALLERY_WIDTH + 8) + 8, rows * (thumb_h + caption_h + 8) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, record in enumerate(records):
+        x = 8 + (n % columns) * (GALLERY_WIDTH + 8)
+        y = 8 + (n // columns) * (thumb_h + caption_h + 8)
+        poster = Image.open(io.BytesIO(storage.read_bytes(record["image"]))).convert("RGB")
+        sheet.paste(poster.resize((GALLERY_WIDTH, thumb_h), Image.LANCZOS), (x, y))
+        lines = [", ".join(record["genres"]) or "-"]
+        if classified:
+            lines.append("clf: " + (", ".join(record.get("classifier_genres", [])) or "-"))
+        for k, line in enumerate(lines):
+            while line and draw.textlength(line, font=font) > GALLERY_WIDTH:
+                line = line[:-2] + "…"
+            draw.text((x, y + thumb_h + 3 + 14 * k), line, font=font, fill=(40, 40, 40))
+    return _png(sheet)

@@ -1,0 +1,82 @@
+"""`t2v evaluate`: temporal consistency with OpenCV/scikit-image, CLIP agreement, the gallery;
+the CLI chain; `reelworks run t2v --local`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reelworks.t2v import evaluate
+
+
+def texture(height=64, width=80, seed=0) -> np.ndarray:
+    """A smooth random texture (optical flow needs structure to track)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def test_a_still_clip_is_consistent_and_a_panning_one_moves_as_far_as_it_pans():
+    still = [texture()] * 4
+    assert evaluate.ssim_pairs(still) == pytest.approx([1.0] * 3)
+    assert max(evaluate.flow_magnitudes(still)) < 0.01
+    base = texture(64, 120)
+    pan = [base[:, 3 * i:3 * i + 80] for i in range(5)]  # 3 px per frame
+    flow = evaluate.flow_magnitudes(pan)
+    assert all(2.0 < f < 4.0 for f in flow), flow
+    noise = [np.random.default_rng(i).integers(0, 255, (64, 80, 3), dtype=np.uint8) for i in range(4)]
+    assert max(evaluate.ssim_pairs(noise)) < 0.2 < min(evaluate.ssim_pairs(pan))
+
+
+def test_clip_agreement_is_per_frame_and_equal_for_equal_frames(tiny_clip):
+    scorer = evaluate.Clip(tiny_clip)
+    frames = [texture(seed=1)] * 3 + [texture(seed=2)]
+    scores = scorer.agreement("A man chases a thief across the rooftops at night.", frames)
+    assert len(scores) == 4 and all(-1.0 <= s <= 1.0 for s in scores)
+    assert scores[0] == pytest.approx(scores[1]) == pytest.approx(scores[2])
+    assert scores[3] != pytest.approx(scores[0])
+    assert scorer.agreement("A man chases a thief across the rooftops at night.", frames) == scores
+
+
+def test_the_cli_chain_writes_clips_videos_and_a_scored_gallery(tmp_path, tiny_clip, capsys):
+    from reelworks.cli import main
+
+    clips, videos, out = (str(tmp_path / d) for d in ("clips", "videos", "evaluation"))
+    csv = tmp_path / "prompts.csv"
+    csv.write_text('prompt\n"A storm over the harbour."\n"Two friends dance in a neon arcade."\n')
+    main(["t2v", "animate", "--prompts", str(csv), "--model", "tiny", "--kind", "wan", "--frames", "6", "--fps",
+          "5", "--width", "32", "--height", "32", "--output", clips])
+    main(["t2v", "export", "--clips", clips, "--output", videos])
+    main(["t2v", "evaluate", "--clips", clips, "--videos", videos, "--clip-model", tiny_clip, "--output", out])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "2 clip(s) of 6 frames at 32x32 (wan, generated 9, rule 4k+1)" in lines[0]
+    assert lines[-2].startswith("2/2 clips with the frames and fps asked for") and "CLIP first" in lines[-2]
+    assert lines[-1] == f"gallery: {out}/report/report.html"
+    result = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    assert result["summary"]["files_ok"] == 2 and result["summary"]["prompt_diversity"] > 0.3
+    for clip in result["clips"]:
+        assert (clip["mp4_frames"], clip["mp4_fps"], clip["gif_frames"], clip["gif_loops"]) == (6, 5.0, 6, True)
+        assert len(clip["clip_per_frame"]) == 6
+        assert clip["clip_drop"] == pytest.approx(clip["clip_first"] - clip["clip_last"])
+    html = (tmp_path / "evaluation" / "report" / "report.html").read_text()
+    assert html.count("<img") == 2 * 4  # first frame, gif, strip, CLIP chart per clip
+    assert "A storm over the harbour." in html
+    assert (tmp_path / "evaluation" / "report" / "p000.gif").read_bytes()[:6] == b"GIF89a"
+
+
+@pytest.mark.slow
+def test_reelworks_run_t2v_local_writes_the_gallery(tmp_path, capsys):
+    from reelworks.cli import main
+
+    gallery = tmp_path / "gallery"
+    main(["run", "t2v", "--local", "--pipeline-root", str(tmp_path / "root"), "--param", f"output={gallery}",
+          "--param", "n=2", "--param", "frames=10"])
+    assert "pipeline t2v finished" in capsys.readouterr().out
+    result = json.loads((gallery / "evaluation.json").read_text())
+    assert result["summary"]["clips"] == result["summary"]["files_ok"] == 2
+    assert all(c["mp4_frames"] == c["gif_frames"] == 10 for c in result["clips"])
+    html = (gallery / "report" / "report.html").read_text()
+    assert "Nearest real descriptions" in html and html.count("<img") >= 2 * 3
