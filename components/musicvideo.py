@@ -25,10 +25,12 @@ def plan_scenes(lyrics: str, plan: Output[Dataset], markdown: Output[Markdown], 
     from reelworks.musicvideo.plan import make_plan
 
     client = None
-    if use_llm and llm_base_url:
+    # The pipeline's llm_base_url wins; else the endpoint the chart's ConfigMap names (kubeflow.with_llm).
+    base_url = llm_base_url or os.environ.get("REELWORKS_LLM_BASE_URL", "")
+    if use_llm and base_url:
         from reelworks.llm import LLMClient
 
-        client = LLMClient(llm_base_url, llm_model or os.environ.get("REELWORKS_LLM_MODEL", ""),
+        client = LLMClient(base_url, llm_model or os.environ.get("REELWORKS_LLM_MODEL") or None,
                            api_key=os.environ.get("REELWORKS_LLM_API_KEY"))
     out = make_plan(lyrics, plan.path, brief=brief, rounds=rounds, feedback=feedback or None,
                     plan_from=plan_from or None, sections=sections, client=client, use_llm=use_llm,

@@ -33,7 +33,7 @@ def pipeline(audio: str, lyrics: str, fps: float = 0.0, preset: str = "tiny", mo
     plan = mv.plan_scenes(lyrics=lyrics, brief=brief, rounds=rounds, feedback=feedback, plan_from=plan_from,
                           sections=sections, use_llm=use_llm, llm_base_url=llm_base_url, llm_model=llm_model,
                           llm_max_tokens=llm_max_tokens)
-    kubeflow.with_s3(plan)
+    kubeflow.with_llm(kubeflow.with_s3(plan))
     timing = kubeflow.with_s3(mv.song_timing(audio=audio, plan=plan.outputs["plan"], fps=fps, preset=preset,
                                              snap=snap, energy=energy))
     render_args = dict(preset=preset, model=model, steps=steps, guidance=guidance, height=height, width=width,

@@ -44,7 +44,7 @@ def pipeline(input: str, preset: str = "tiny", base_model: str = "gpt2", nproc: 
         # A poster per curated plot, attached to its queue item; one rendering process, one GPU.
         render = poster_components.posters_from_plots(curated=curate.outputs["curated"], queue_uri=queue_uri,
                                                       model=poster_model, steps=poster_steps, seed=seed)
-        kubeflow.on_gpu(kubeflow.with_s3(render), 1)
+        kubeflow.on_gpu(kubeflow.with_llm(kubeflow.with_s3(render)), 1)
 
 
 def LOCAL_ARGUMENTS() -> dict:

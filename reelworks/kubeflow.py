@@ -26,6 +26,7 @@ from reelworks.errors import NotFoundError, ReelworksError
 # second release in one namespace can point its pipelines at its own).
 S3_SECRET = os.environ.get("REELWORKS_K8S_S3_SECRET", "reelworks-s3")
 CONFIG_MAP = os.environ.get("REELWORKS_K8S_CONFIGMAP", "reelworks-config")
+LLM_SECRET = os.environ.get("REELWORKS_K8S_LLM_SECRET", "reelworks-llm")
 GPU_ACCELERATOR = os.environ.get("REELWORKS_GPU_ACCELERATOR", "nvidia.com/gpu")
 # Label that NVIDIA's GPU feature discovery puts on GPU nodes.
 GPU_NODE_SELECTOR = os.environ.get("REELWORKS_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true")
@@ -118,6 +119,17 @@ def with_s3(task):
     kubernetes.use_config_map_as_env(task, CONFIG_MAP, {k: k for k in settings_from_config_map}, optional=True)
     # The KFP backend labels every step pod with its run: metrics group by it (never by pod name).
     kubernetes.use_field_path_as_env(task, "KFP_RUN_ID", f"metadata.labels['{KFP_RUN_LABEL}']")
+    return task
+
+
+def with_llm(task):
+    """Give a step that can plan with an LLM the chart's endpoint and model (ConfigMap) and its
+    API key (Secret); all optional, so without them the step falls back to its template."""
+    from kfp import kubernetes
+
+    kubernetes.use_config_map_as_env(task, CONFIG_MAP, {k: k for k in ("REELWORKS_LLM_BASE_URL", "REELWORKS_LLM_MODEL")},
+                                     optional=True)
+    kubernetes.use_secret_as_env(task, LLM_SECRET, {"REELWORKS_LLM_API_KEY": "REELWORKS_LLM_API_KEY"}, optional=True)
     return task
 
 

@@ -474,6 +474,15 @@ def test_configmap_for_kubeflow_steps(rendered):
     assert "REELWORKS_K8S_SERVICE_ACCOUNT" in read
 
 
+def test_configmap_carries_the_llm_endpoint_when_set(chart):
+    """The keys kubeflow.with_llm reads: present only when the values name an endpoint."""
+    data = one(render(chart, {"llm": {"baseUrl": "http://vllm.llm.svc:8000/v1", "model": "qwen"}}),
+               "ConfigMap", "reelworks-config")["data"]
+    assert data["REELWORKS_LLM_BASE_URL"] == "http://vllm.llm.svc:8000/v1" and data["REELWORKS_LLM_MODEL"] == "qwen"
+    assert not {"REELWORKS_LLM_BASE_URL", "REELWORKS_LLM_MODEL"} & set(one(render(chart), "ConfigMap",
+                                                                              "reelworks-config")["data"])
+
+
 def test_image_names_match_reelworks_settings(chart, monkeypatch):
     """The chart and reelworks.settings.image() must agree on every flavour's image."""
     settings = importlib.import_module("reelworks.settings")

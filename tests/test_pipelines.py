@@ -261,3 +261,22 @@ def test_compiled_pipeline_loads_and_recompiles_to_the_same_pipeline(name):
     again = _BUILD / f"{name}.again.yaml"
     compiler.Compiler().compile(components.load_component_from_file(str(first)), str(again))
     assert list(yaml.safe_load_all(again.read_text())) == compiled(name)
+
+
+def _secret_names(config: dict) -> set[str]:
+    return {ref.get("secretName") or ref.get("secretNameParameter", {}).get("runtimeValue", {}).get("constant")
+            for ref in config.get("secretAsEnv", [])}
+
+
+@pytest.mark.parametrize("name, step", [("musicvideo", "exec-plan-scenes"), ("plotbot", "exec-posters-from-plots")])
+def test_llm_steps_read_the_endpoint_and_an_optional_key(name, step):
+    """Steps that plan with an LLM get the chart's endpoint (ConfigMap) and key (Secret), both
+    optional, so a cluster without an LLM runs them on their templates."""
+    config = platform_executors(compiled(name))[step]
+    assert kubeflow.LLM_SECRET in _secret_names(config)
+    llm_secret = [ref for ref in config["secretAsEnv"] if kubeflow.LLM_SECRET in _secret_names({"secretAsEnv": [ref]})]
+    assert all(ref.get("optional") for ref in llm_secret)
+    mapped = {entry["envVar"] for ref in config.get("configMapAsEnv", []) for entry in ref["keyToEnv"]}
+    assert {"REELWORKS_LLM_BASE_URL", "REELWORKS_LLM_MODEL"} <= mapped
+    others = [n for n, c in platform_executors(compiled(name)).items() if n != step]
+    assert not any(kubeflow.LLM_SECRET in _secret_names(platform_executors(compiled(name))[n]) for n in others)
