@@ -46,6 +46,9 @@ demo: install system-deps
 	$(BIN)/reelworks tweeter publish --queue $(DEMO)/plotbot/queue.jsonl --dry-run
 	$(BIN)/reelworks tweeter status --queue $(DEMO)/plotbot/queue.jsonl --dry-run
 	@echo; echo "Reports (open in a browser):"; find $(DEMO)/pipeline-root -name '*.html' | sort
+	@echo; echo "Made: $$(grep -c . $(DEMO)/plotbot/queue.jsonl) queued plots in $(DEMO)/plotbot/queue.jsonl," \
+	  "$$(ls $(DEMO)/plotbot/posters 2>/dev/null | wc -l) posters in $(DEMO)/plotbot/posters/," \
+	  "the dry-run tweet in $(DEMO)/plotbot/outbox/"
 
 test: install system-deps
 	$(BIN)/python -m pytest --durations=20 $(PYTEST_ARGS)
