@@ -202,6 +202,16 @@ def read_text(uri: str, encoding: str = "utf-8") -> str:
         raise ReelworksError(f"{uri} is not valid {encoding} text (byte {exc.start})") from None
 
 
+def read_json(uri: str):
+    """A JSON document; one clear line when it is not JSON."""
+    import json
+
+    try:
+        return json.loads(read_text(uri))
+    except ValueError as exc:
+        raise ReelworksError(f"{uri} is not valid JSON ({exc})") from None
+
+
 def list_keys(prefix: str) -> list[str]:
     """Keys below a folder-like prefix, relative to it, sorted. Missing prefix: []."""
     loc = parse(prefix)

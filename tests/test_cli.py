@@ -148,61 +148,42 @@ def test_missing_s3_credentials_is_one_line(tmp_path, s3_server):
 def kfp_api(monkeypatch):
     """The Kubeflow Pipelines v2beta1 REST API on 127.0.0.1, answering with the documented
     shapes (experiments, runs); `finish_as` is the state a run ends in, `requests` what came in."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import urlparse
+    from http_helpers import json_api
 
     state = {"finish_as": "SUCCEEDED", "requests": [], "runs": {}, "polls": 0}
     experiment = {"experiment_id": "7c2e0f6a-exp", "display_name": "plots", "namespace": "",
                   "created_at": "2026-12-02T03:00:00Z", "storage_state": "AVAILABLE"}
 
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self):
-            path = urlparse(self.path).path
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            state["requests"].append((self.command, path, body))
-            status, answer = 404, {"error": f"no {path}", "code": 5, "message": f"no {path}"}
-            if path == "/apis/v2beta1/healthz":
-                status, answer = 200, {"multi_user": False}
-            elif path == "/apis/v2beta1/experiments" and self.command == "GET":
-                status, answer = 200, {"experiments": [experiment], "total_size": 1}
-            elif path == "/apis/v2beta1/experiments" and self.command == "POST":
-                status, answer = 200, experiment
-            elif path == "/apis/v2beta1/runs" and self.command == "POST":
-                run = {**body, "run_id": "5f3c9a1e-run", "state": "PENDING", "storage_state": "AVAILABLE",
-                       "created_at": "2026-12-02T03:00:01Z", "scheduled_at": "2026-12-02T03:00:01Z"}
-                state["runs"][run["run_id"]] = run
-                status, answer = 200, run
-            elif path.startswith("/apis/v2beta1/runs/"):
-                run = dict(state["runs"][path.rsplit("/", 1)[1]])
-                state["polls"] += 1
-                run["state"] = "RUNNING" if state["polls"] == 1 and state["finish_as"] == "SUCCEEDED" \
-                    else state["finish_as"]
-                if run["state"] == "FAILED":
-                    run["error"] = {"code": 9, "message": "step train failed: OOMKilled\nmore detail"}
-                if run["state"] in ("FAILED", "CANCELED", "SUCCEEDED"):
-                    run["finished_at"] = "2026-12-02T03:10:00Z"
-                status, answer = 200, run
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def handle(method, path, query, body):
+        state["requests"].append((method, path, body))
+        status, answer = 404, {"error": f"no {path}", "code": 5, "message": f"no {path}"}
+        if path == "/apis/v2beta1/healthz":
+            status, answer = 200, {"multi_user": False}
+        elif path == "/apis/v2beta1/experiments" and method == "GET":
+            status, answer = 200, {"experiments": [experiment], "total_size": 1}
+        elif path == "/apis/v2beta1/experiments" and method == "POST":
+            status, answer = 200, experiment
+        elif path == "/apis/v2beta1/runs" and method == "POST":
+            run = {**body, "run_id": "5f3c9a1e-run", "state": "PENDING", "storage_state": "AVAILABLE",
+                   "created_at": "2026-12-02T03:00:01Z", "scheduled_at": "2026-12-02T03:00:01Z"}
+            state["runs"][run["run_id"]] = run
+            status, answer = 200, run
+        elif path.startswith("/apis/v2beta1/runs/"):
+            run = dict(state["runs"][path.rsplit("/", 1)[1]])
+            state["polls"] += 1
+            run["state"] = "RUNNING" if state["polls"] == 1 and state["finish_as"] == "SUCCEEDED" \
+                else state["finish_as"]
+            if run["state"] == "FAILED":
+                run["error"] = {"code": 9, "message": "step train failed: OOMKilled\nmore detail"}
+            if run["state"] in ("FAILED", "CANCELED", "SUCCEEDED"):
+                run["finished_at"] = "2026-12-02T03:10:00Z"
+            status, answer = 200, run
+        return status, answer
 
-        do_GET = do_POST = _serve
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state["url"] = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("REELWORKS_KFP_POLL_S", "0.1")
-    yield state
-    server.shutdown()
+    with json_api(handle) as url:
+        state["url"] = url
+        monkeypatch.setenv("REELWORKS_KFP_POLL_S", "0.1")
+        yield state
 
 
 def in_process(*args: str) -> int:

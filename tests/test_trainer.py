@@ -199,36 +199,12 @@ class KubernetesAPI:
 
 @pytest.fixture
 def kubernetes_api():
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import parse_qs, urlparse
+    from http_helpers import json_api
 
     api = KubernetesAPI()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self):
-            url = urlparse(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            status, answer = api.handle(self.command, url.path, parse_qs(url.query), body)
-            data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain" if isinstance(answer, str) else "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield api
-    server.shutdown()
+    with json_api(api.handle) as url:
+        api.url = url
+        yield api
 
 
 def trainer_client(url: str, namespace: str):

@@ -48,7 +48,6 @@ CARD_FILE = "model_card.json"
 
 # TF_CONFIG is read without TensorFlow in reelworks.trainer, so steps that only publish can ask too.
 from reelworks.trainer import cluster_workers, is_chief  # noqa: E402,F401
-from reelworks.trainer import tf_config as _tf_config  # noqa: E402,F401
 
 
 def select_strategy() -> tf.distribute.Strategy:

@@ -103,11 +103,7 @@ def load_plan(uri: str) -> Plan:
     """A `plan.json` (or the folder holding one)."""
     if not uri.endswith(".json"):
         uri = storage.join(uri, "plan.json")
-    try:
-        data = json.loads(storage.read_text(uri))
-    except ValueError as exc:
-        raise ReelworksError(f"{uri} is not valid JSON ({exc})") from None
-    return Plan.from_dict(data)
+    return Plan.from_dict(storage.read_json(uri))
 
 
 # --------------------------------------------------------------------------- checks

@@ -153,10 +153,7 @@ def build_timeline(plan: Plan, samples: np.ndarray, sr: int, fps: float, *, snap
 def load_timeline(uri: str) -> dict:
     if not uri.endswith(".json"):
         uri = storage.join(uri, "timeline.json")
-    try:
-        timeline = json.loads(storage.read_text(uri))
-    except ValueError as exc:
-        raise ReelworksError(f"{uri} is not valid JSON ({exc})") from None
+    timeline = storage.read_json(uri)
     if not isinstance(timeline, dict) or "segments" not in timeline or "grid" not in timeline:
         raise ReelworksError(f"{uri} is not a music video timeline")
     return timeline

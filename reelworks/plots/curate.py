@@ -251,12 +251,18 @@ def curation_report(summary: dict, kept: list[dict], rejected: list[dict] = ()) 
     if kept:
         report.heading("Kept plots")
         report.table(["title", "plot"], [(k["title"], k["plot"]) for k in kept[:10]])
-    examples = {}
+    add_dropped_examples(report, rejected)
+    report.metric("curation_pass_rate", summary["pass_rate"])
+    report.metric("memorisation_rate", summary["memorisation_rate"])
+    return report
+
+
+def add_dropped_examples(report: Report, rejected: list[dict]) -> dict[str, dict]:
+    """One rejected plot per reason, so a reader sees what each rule caught; returns them."""
+    examples: dict[str, dict] = {}
     for row in rejected:
         examples.setdefault(row["reason"], row)
     if examples:
         report.heading("Dropped plots (one example per reason)")
         report.table(["reason", "title", "plot"], [(r, x["title"], x["plot"]) for r, x in examples.items()])
-    report.metric("curation_pass_rate", summary["pass_rate"])
-    report.metric("memorisation_rate", summary["memorisation_rate"])
-    return report
+    return examples

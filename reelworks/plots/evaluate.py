@@ -15,7 +15,7 @@ import logging
 from reelworks import storage
 from reelworks.errors import ReelworksError
 from reelworks.metrics import job_metrics
-from reelworks.plots.curate import words
+from reelworks.plots.curate import add_dropped_examples, words
 from reelworks.plots.train import MANIFEST
 from reelworks.reports import Report
 
@@ -85,12 +85,7 @@ def evaluate(gpt2_uri: str, curated_uri: str, samples_uri: str, output_uri: str,
             report.table(["title", "plot"], [(s["title"], s["plot"]) for s in shown])
         else:
             report.text("No generated plot passed curation: nothing would be tweeted.")
-        examples = {}
-        for row in rejected:
-            examples.setdefault(row["reason"], row)
-        if examples:
-            report.heading("Dropped plots (one example per reason)")
-            report.table(["reason", "title", "plot"], [(r, x["title"], x["plot"]) for r, x in examples.items()])
+        examples = add_dropped_examples(report, rejected)
         raw = [{"title": s.get("title", ""), "plot": s.get("plot", "")} for s in samples[:3]]
         report.heading("Raw samples (before curation)")
         report.table(["title", "plot"], [(s["title"], s["plot"]) for s in raw])
