@@ -90,11 +90,13 @@ def test_train_cnn_then_classify(shared_data, tmp_path, synthetic_films):
     assert code == 0, text
     assert "face heuristic" in text and "goal recall >= 0.81" in text
     summary = json.loads((model / "shot_classifier.json").read_text())
-    for name in ("model", "cnn_only", "face_heuristic"):
-        assert 0 <= summary["test"][name]["recall"] <= 1 and 0 <= summary["test"][name]["fpr"] <= 1
-    assert summary["fusion"] and 0 <= summary["threshold"] <= 1
-    assert summary["goal"]["met"] == (summary["test"]["model"]["recall"] >= 0.81
-                                      and summary["test"]["model"]["fpr"] <= 0.30)
+    # A floor, not a range: on this small split (180 stills, seeded) the fused model measured ROC
+    # AUC 1.0 under the tests' deterministic ops (0.967 without them) against the CNN alone's
+    # 0.633 (0.600): the face features must keep carrying the fusion.
+    test = summary["test"]
+    assert test["model"]["roc_auc"] >= 0.8 and test["model"]["ap"] >= 0.75, test["model"]
+    assert test["model"]["ap"] >= test["cnn_only"]["ap"], test
+    assert summary["fusion"] and 0 < summary["threshold"] < 1
     for png in ("roc_pr", "confusion_matrix", "true_positives", "false_negatives", "grad_cam"):
         assert (model / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
     assert "NOT met" in (model / "report.md").read_text() or "MET" in (model / "report.md").read_text()
