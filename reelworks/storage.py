@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 from reelworks.errors import NotFoundError, ReelworksError
 from reelworks.settings import cache_dir
+
+log = logging.getLogger(__name__)
 
 # Multipart kicks in above 64 MiB, 16 MiB parts, 8 parts in flight: large model
 # checkpoints and films upload at link speed, small objects stay single PUTs.
@@ -210,6 +213,71 @@ def read_json(uri: str):
         return json.loads(read_text(uri))
     except ValueError as exc:
         raise ReelworksError(f"{uri} is not valid JSON ({exc})") from None
+
+
+UPDATE_ATTEMPTS = 20  # compare-and-swap retries before giving up
+
+
+def update_text(uri: str, change: Callable[[str], str | None]) -> bool:
+    """Replace the text at `uri` with `change(text)` ("" when absent; None: leave it as is) as a
+    compare-and-swap: on S3 a conditional PUT (If-Match on the ETag read, If-None-Match when
+    the object did not exist) retried on a lost race; locally under an exclusive lock on the
+    file's folder (the file itself is replaced by a rename, so it cannot hold the lock; the
+    folder adds no file beside it), with the new text renamed into place. True when it
+    wrote."""
+    if is_s3(uri):
+        return _update_text_s3(uri, change)
+    import fcntl
+    import os
+
+    path = parse(uri).path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        new = change(existing)
+        if new is None:
+            return False
+        write_text(uri, new)
+        return True
+    finally:
+        os.close(folder)  # releases the lock
+
+
+def _update_text_s3(uri: str, change: Callable[[str], str | None]) -> bool:
+    import random
+    import time
+
+    from botocore.exceptions import ClientError
+
+    loc = parse(uri)
+    client = s3_client()
+    for attempt in range(UPDATE_ATTEMPTS):
+        with _s3_errors(uri):
+            try:
+                got = client.get_object(Bucket=loc.bucket, Key=loc.key)
+                existing, etag = got["Body"].read().decode("utf-8"), got["ETag"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+                existing, etag = "", None
+        new = change(existing)
+        if new is None:
+            return False
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        with _s3_errors(uri):
+            try:
+                client.put_object(Bucket=loc.bucket, Key=loc.key, Body=new.encode("utf-8"), **condition)
+                return True
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                code = exc.response.get("Error", {}).get("Code")
+                if status not in (409, 412) and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise
+        log.info("%s changed while being updated: retrying (%d)", uri, attempt + 1)
+        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+    raise ReelworksError(f"{uri} kept changing: gave up updating it after {UPDATE_ATTEMPTS} attempts")
 
 
 def list_keys(prefix: str) -> list[str]:

@@ -9,7 +9,7 @@ A JSON Lines file at any URI, one plot per line, append-only:
 twice is a no-op. The tweeter never rewrites the queue: what was published lives in its
 ledger, so a plot "leaves" the queue exactly when its tweet is confirmed there. The one
 in-place change is `set_images` (`posters from-plots` attaching a poster); it and
-`append_to_queue` write through `update_queue`, a compare-and-swap, so neither loses the
+`append_to_queue` write through `storage.update_text`, a compare-and-swap, so neither loses the
 other's lines when both run at once.
 """
 from __future__ import annotations
@@ -20,10 +20,8 @@ import logging
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
 
 from reelworks import storage
-from reelworks.errors import ReelworksError
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +91,7 @@ def append_to_queue(uri: str, new_items: list[QueueItem]) -> int:
     """Append items whose id is not queued yet; returns how many were added.
 
     The whole file is rewritten atomically, so a reader sees the old queue or the new one, and
-    as a compare-and-swap (`update_queue`), so a concurrent `set_images` loses nothing.
+    as a compare-and-swap (`storage.update_text`), so a concurrent `set_images` loses nothing.
     """
     count = 0
 
@@ -111,7 +109,7 @@ def append_to_queue(uri: str, new_items: list[QueueItem]) -> int:
         prefix = existing if not existing or existing.endswith("\n") else existing + "\n"
         return prefix + "\n".join(added) + "\n"
 
-    update_queue(uri, append)
+    storage.update_text(uri, append)
     return count
 
 
@@ -120,7 +118,7 @@ def set_images(uri: str, images: dict[str, str]) -> int:
 
     Every other line (items appended meanwhile by another writer, lines this version does not
     understand) is kept byte for byte: the queue is rewritten only if nobody wrote it since it
-    was read (`update_queue`).
+    was read (`storage.update_text`).
     """
     count = 0
 
@@ -142,70 +140,5 @@ def set_images(uri: str, images: dict[str, str]) -> int:
             lines.append(line)
         return "\n".join(lines) + "\n" if count else None
 
-    update_queue(uri, update)
+    storage.update_text(uri, update)
     return count
-
-
-UPDATE_ATTEMPTS = 20
-
-
-def update_queue(uri: str, change: Callable[[str], str | None]) -> bool:
-    """Replace the queue's text with `change(text)` ("" when absent; None: leave it as is) as a
-    compare-and-swap: on S3 a conditional PUT (If-Match on the ETag read, If-None-Match when
-    the queue did not exist) retried on a lost race; locally under an exclusive lock on the
-    queue's folder (the file itself is replaced by a rename, so it cannot hold the lock; the
-    folder adds no file beside the queue), with the new text renamed into place. True when it
-    wrote."""
-    if storage.is_s3(uri):
-        return _update_s3(uri, change)
-    import fcntl
-    import os
-
-    path = storage.parse(uri).path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
-        new = change(existing)
-        if new is None:
-            return False
-        storage.write_text(uri, new)
-        return True
-    finally:
-        os.close(folder)  # releases the lock
-
-
-def _update_s3(uri: str, change: Callable[[str], str | None]) -> bool:
-    import random
-    import time
-
-    from botocore.exceptions import ClientError
-
-    loc = storage.parse(uri)
-    client = storage.s3_client()
-    for attempt in range(UPDATE_ATTEMPTS):
-        with storage._s3_errors(uri):
-            try:
-                got = client.get_object(Bucket=loc.bucket, Key=loc.key)
-                existing, etag = got["Body"].read().decode("utf-8"), got["ETag"]
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                    raise
-                existing, etag = "", None
-        new = change(existing)
-        if new is None:
-            return False
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        with storage._s3_errors(uri):
-            try:
-                client.put_object(Bucket=loc.bucket, Key=loc.key, Body=new.encode("utf-8"), **condition)
-                return True
-            except ClientError as exc:
-                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                code = exc.response.get("Error", {}).get("Code")
-                if status not in (409, 412) and code not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    raise
-        log.info("queue %s changed while being updated: retrying (%d)", uri, attempt + 1)
-        time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
-    raise ReelworksError(f"queue {uri} kept changing: gave up updating it after {UPDATE_ATTEMPTS} attempts")
