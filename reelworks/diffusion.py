@@ -91,6 +91,20 @@ def generators(seeds: list[int], device: "Any" = "cpu") -> list:
     return [torch.Generator(device=str(device)).manual_seed(int(seed)) for seed in seeds]
 
 
+def batch_size_of(batch_size: int | str, auto: int) -> int:
+    """A batch-size option as a number: `auto` for "auto", else a positive integer (one clear
+    line otherwise)."""
+    if batch_size == "auto":
+        return auto
+    try:
+        size = int(batch_size)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise ReelworksError(f"batch size must be a positive integer or 'auto', not {batch_size!r}")
+    return size
+
+
 def run_batched(fn: Callable[[list], list], items: list, batch_size: int | str = "auto") -> list:
     """`fn` over `items` in batches; on CUDA out-of-memory the batch is halved and retried.
 
@@ -98,15 +112,7 @@ def run_batched(fn: Callable[[list], list], items: list, batch_size: int | str =
     """
     import torch
 
-    if batch_size == "auto":
-        size = max(1, min(len(items), AUTO_BATCH))
-    else:
-        try:
-            size = int(batch_size)
-        except (TypeError, ValueError):
-            raise ReelworksError(f"batch size must be a positive integer or 'auto', not {batch_size!r}") from None
-        if size < 1:
-            raise ReelworksError(f"batch size must be a positive integer or 'auto', not {batch_size!r}")
+    size = batch_size_of(batch_size, auto=max(1, min(len(items), AUTO_BATCH)))
     results: list = []
     start = 0
     while start < len(items):

@@ -87,13 +87,7 @@ def train_job(name: str, image: str, command: list[str], *, nodes: int = 1, gpus
     kind = runtime_kind or RUNTIME_KIND
     if kind not in RUNTIME_KINDS:
         raise ReelworksError(f"unknown training runtime kind {kind!r}; expected one of {', '.join(RUNTIME_KINDS)}")
-    requests, limits = {}, {}
-    if cpu:
-        requests["cpu"] = cpu
-    if memory:
-        requests["memory"] = limits["memory"] = memory
-    if gpus_per_node:
-        limits[kubeflow.GPU_ACCELERATOR] = str(gpus_per_node)
+    requests, limits = resources(cpu, memory, gpus_per_node)
     pod: dict[str, Any] = {
         "serviceAccountName": kubeflow.SERVICE_ACCOUNT,
         "securityContext": kubeflow.pod_security_context(),
@@ -142,6 +136,19 @@ def tf_config() -> dict:
         return json.loads(os.environ.get("TF_CONFIG") or "{}")
     except json.JSONDecodeError:
         raise ReelworksError("TF_CONFIG is not valid JSON") from None
+
+
+def resources(cpu: str | None, memory: str | None, gpus: int) -> tuple[dict, dict]:
+    """(requests, limits) of a training container: memory requested and capped alike, GPUs as a
+    limit on the cluster's accelerator resource."""
+    requests, limits = {}, {}
+    if cpu:
+        requests["cpu"] = cpu
+    if memory:
+        requests["memory"] = limits["memory"] = memory
+    if gpus:
+        limits[kubeflow.GPU_ACCELERATOR] = str(gpus)
+    return requests, limits
 
 
 def cluster_workers() -> int:

@@ -32,7 +32,7 @@ from typing import Any
 
 from reelworks import kubeflow
 from reelworks.errors import ReelworksError
-from reelworks.trainer import PASSTHROUGH_ENV, job_env  # noqa: F401 (PASSTHROUGH_ENV: kept importable here)
+from reelworks.trainer import PASSTHROUGH_ENV, job_env, resources  # noqa: F401 (PASSTHROUGH_ENV: kept importable here)
 
 log = logging.getLogger(__name__)
 PYTORCHJOB = "PyTorchJob"
@@ -55,13 +55,7 @@ def pod_template(kind: str, image: str, command: list[str], *, gpus: int = 0, cp
 
     if not command:
         raise ReelworksError("a training job needs a command")
-    requests, limits = {}, {}
-    if cpu:
-        requests["cpu"] = cpu
-    if memory:
-        requests["memory"] = limits["memory"] = memory
-    if gpus:
-        limits[kubeflow.GPU_ACCELERATOR] = str(gpus)
+    requests, limits = resources(cpu, memory, gpus)
     container = client.V1Container(
         name=CONTAINER[kind], image=image, command=list(command), env=job_env(env),
         security_context=kubeflow.container_security_context(),

@@ -144,17 +144,10 @@ class Walker:
 
 
 def resolve_batch_size(batch_size: int | str, device: str) -> int:
-    if batch_size == "auto":
-        from reelworks import diffusion
+    from reelworks import diffusion
 
-        return diffusion.AUTO_BATCH if str(device).startswith("cuda") else CPU_AUTO_BATCH
-    try:
-        size = int(batch_size)
-    except (TypeError, ValueError):
-        raise ReelworksError(f"--batch-size must be a positive integer or auto, not {batch_size!r}") from None
-    if size < 1:
-        raise ReelworksError(f"--batch-size must be a positive integer or auto, not {batch_size!r}")
-    return size
+    return diffusion.batch_size_of(batch_size, auto=diffusion.AUTO_BATCH if str(device).startswith("cuda")
+                                   else CPU_AUTO_BATCH)
 
 
 def load_walker(timeline: dict, model: str, *, steps: int, guidance: float, height: int, width: int,
