@@ -105,11 +105,13 @@ def render_video(frames: List[str], timeline: Input[Dataset], audio: str, video:
 
 @component("cpu")
 def musicvideo_report(plan: Input[Dataset], timeline: Input[Dataset], keyframes: Input[Dataset],
-                      video: Input[Dataset], markdown: Output[Markdown], html: Output[HTML],
-                      metrics: Output[Metrics]):
-    """One page for the run: plot and scenes, the timeline picture, the contact sheet, the video."""
-    from reelworks.musicvideo.summary import summary
+                      video: Input[Dataset], summary: Output[Dataset], markdown: Output[Markdown],
+                      html: Output[HTML], metrics: Output[Metrics]):
+    """One page for the run: plot and scenes, the timeline picture, the contact sheet, the video
+    (also as `summary/report.html`, a page a browser opens from the artifacts)."""
+    from reelworks.musicvideo.summary import summary as make_summary
 
-    report = summary(plan.path, timeline.path, keyframes.path, video.path)
+    report = make_summary(plan.path, timeline.path, keyframes.path, video.path, output=summary.path)
     report.to_kfp(markdown=markdown, html_output=html, metrics=metrics)
     print(f"video: {video.path}/video.mp4")
+    print(f"summary: {summary.path}/report.html")

@@ -54,11 +54,13 @@ def evaluate_classifier(data: Input[Dataset], model: Input[Model], evaluation: O
 
 @component("tf")
 def train_gan(data: Input[Dataset], gan: Output[Model], markdown: Output[Markdown], html: Output[HTML],
-              size: int = 32, steps: int = 2000, batch_size: int = 64, sample_every: int = 200):
+              size: int = 32, steps: int = 2000, batch_size: int = 64, sample_every: int = 200,
+              checkpoint_every: int = 200):
     """The conditional DCGAN (genres + decade) with sample grids and loss curves."""
     from reelworks.posters.train_gan import train_gan as run
 
-    card = run(data.path, gan.path, size=size, steps=steps, batch_size=batch_size, sample_every=sample_every)
+    card = run(data.path, gan.path, size=size, steps=steps, batch_size=batch_size, sample_every=sample_every,
+               checkpoint_every=checkpoint_every)
     card["report"].to_kfp(markdown=markdown, html_output=html)
 
 

@@ -5,8 +5,9 @@
     python helm/render_k8s.py --check   # exit 1 and name the files if k8s/ has drifted
 
 The chart is rendered by Helm's own engine (helm-python-sdk, no helm binary) with its
-default values, as release "reelworks" in namespace "reelworks": one file per template,
-plus k8s/kustomization.yaml listing them. tests/test_chart.py fails when k8s/ drifts.
+default values plus the Namespace (VALUES: `kubectl apply -k` creates and labels it, which
+Helm cannot), as release "reelworks" in namespace "reelworks": one file per template, plus
+k8s/kustomization.yaml listing them. tests/test_chart.py fails when k8s/ drifts.
 """
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ RELEASE = "reelworks"
 NAMESPACE = "reelworks"
 COMMAND = "python helm/render_k8s.py"
 HEADER = f"# Generated from helm/reelworks by `{COMMAND}`: do not edit, change the chart.\n"
+# The namespace with its Pod Security labels: kustomize applies it first.
+VALUES = {"namespace": {"create": True}}
 
 
 def render(values: dict | None = None) -> dict[str, str]:
-    """k8s/ file name -> content, for the chart rendered with `values` (default: none)."""
+    """k8s/ file name -> content, for the chart rendered with `values` (default: VALUES)."""
     import helm_python
 
     with helm_python.Chart.load(str(CHART)) as chart:
-        rendered = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
+        rendered = chart.render(VALUES if values is None else values, name=RELEASE, namespace=NAMESPACE)
     files: dict[str, str] = {}
     for template, text in sorted(rendered.items()):
         name = Path(template).name
@@ -40,7 +43,8 @@ def render(values: dict | None = None) -> dict[str, str]:
     resources = "".join(f"  - {name}\n" for name in sorted(files))
     files["kustomization.yaml"] = (
         HEADER
-        + "# PrometheusRule (prometheusrule.yaml) needs the Prometheus Operator's CRDs.\n"
+        + "# PrometheusRule (prometheusrule.yaml) needs the Prometheus Operator's CRDs; the admission\n"
+        + "# policies (admissionpolicy.yaml) are cluster-scoped: applying them needs cluster-admin.\n"
         + "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         + f"resources:\n{resources}"
     )

@@ -22,6 +22,14 @@ def LOCAL_ARGUMENTS() -> dict:
     return {"films": sample_films(2), "output": str(cache_dir() / "moviegoer" / "reports")}
 
 
+def INPUT_CHECKS() -> dict:
+    """Checked before the first step."""
+    from reelworks import checks
+    from reelworks.films.shots import DETECTORS
+
+    return {"films": checks.each(checks.video_file), "every": checks.positive, "detector": checks.one_of(DETECTORS)}
+
+
 @dsl.pipeline(name="moviegoer", description=__doc__.splitlines()[0])
 def pipeline(films: list = [], output: str = "", every: float = 8.0, model: str = "", detector: str = "content",
              allow_partial: bool = True):

@@ -23,6 +23,22 @@ def LOCAL_ARGUMENTS() -> dict:
     return {"audio": str(folder / "song.wav"), "lyrics": str(folder / "song.lrc"), "rounds": 1}
 
 
+def INPUT_CHECKS() -> dict:
+    """Checked before the first step (0 and "" mean the preset's value or the default)."""
+    from reelworks import checks
+    from reelworks.diffusion import batch_size_of
+    from reelworks.musicvideo.presets import PRESETS
+    from reelworks.musicvideo.timing import SNAP_MODES
+
+    return {"audio": checks.audio_file, "lyrics": checks.existing_file, "plan_from": checks.existing_file,
+            "fps": checks.at_least(0), "preset": checks.one_of(PRESETS), "steps": checks.at_least(0),
+            "guidance": checks.at_least(0), "height": checks.at_least(0), "width": checks.at_least(0),
+            "batch_size": checks.accepted_by(lambda value: batch_size_of(value, 1)), "chunk": checks.at_least(1),
+            "interpolate_workers": checks.at_least(1), "rounds": checks.at_least(0),
+            "sections": checks.at_least(1), "llm_max_tokens": checks.at_least(0),
+            "snap": checks.one_of(SNAP_MODES), "energy": checks.between(0, 1)}
+
+
 @dsl.pipeline(name="musicvideo", description=__doc__.splitlines()[0])
 def pipeline(audio: str, lyrics: str, fps: float = 0.0, preset: str = "tiny", model: str = "", steps: int = 0,
              guidance: float = 0.0, height: int = 0, width: int = 0, batch_size: str = "auto", chunk: int = 16,

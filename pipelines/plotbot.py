@@ -55,3 +55,16 @@ def LOCAL_ARGUMENTS() -> dict:
     csv = sample_movies_csv(str(cache_dir() / "plotbot-demo" / "movies.csv"), n=1500)
     # Posters on the tiny preset in 8 steps: seconds for the whole queue on a laptop.
     return {"input": csv, "max_steps": 200, "lstm_steps": 100, "samples": 64, "poster_steps": 8}
+
+
+def INPUT_CHECKS() -> dict:
+    """Checked before the first step (0 and "" mean the default)."""
+    from reelworks import checks
+    from reelworks.plots.train import LAUNCHERS, PRESETS
+
+    return {"input": checks.existing_file, "preset": checks.one_of(PRESETS), "nproc": checks.at_least(1),
+            "launcher": checks.one_of(LAUNCHERS), "workers": checks.at_least(1),
+            "gpus_per_worker": checks.at_least(0), "max_steps": checks.at_least(0),
+            "lstm_steps": checks.at_least(0), "block_size": checks.at_least(1), "batch_size": checks.at_least(1),
+            "learning_rate": checks.positive, "checkpoint_every": checks.at_least(1),
+            "max_rows": checks.at_least(0), "samples": checks.at_least(1), "poster_steps": checks.at_least(1)}

@@ -21,6 +21,19 @@ def LOCAL_ARGUMENTS() -> dict:
             "gan_batch_size": 32, "generate_genres": "Sci-Fi", "generate_decade": 1980, "n": 8}
 
 
+def INPUT_CHECKS() -> dict:
+    """Checked before the first step (0 and "" mean no bound, no limit or the default)."""
+    from reelworks import checks
+    from reelworks.imageclf.spec import ARCHITECTURES
+    from reelworks.posters.images import size_for_ratio
+
+    return {"labels": checks.existing_file, "ratio": checks.accepted_by(size_for_ratio),
+            "min_year": checks.at_least(0), "max_year": checks.at_least(0), "limit": checks.at_least(0),
+            "arch": checks.one_of(ARCHITECTURES), "epochs": checks.at_least(1), "batch_size": checks.at_least(1),
+            "dense_units": checks.at_least(1), "train_workers": checks.at_least(1), "gan_steps": checks.at_least(1),
+            "gan_batch_size": checks.at_least(2), "n": checks.at_least(1)}
+
+
 @dsl.pipeline(name="posters", description=__doc__)
 def pipeline(labels: str, images: str = "", genres: str = "all", ratio: float = 30.0, min_year: int = 0,
              max_year: int = 0, limit: int = 0, arch: str = "posters_cnn", epochs: int = 10, batch_size: int = 32,

@@ -28,6 +28,18 @@ def LOCAL_ARGUMENTS() -> dict:
             "preset": "tiny", "output": str(cache_dir() / "t2v" / "gallery")}
 
 
+def INPUT_CHECKS() -> dict:
+    """Checked before the first step (0 and "" mean the preset's value or the default)."""
+    from reelworks import checks
+    from reelworks.t2v.animate import KINDS
+    from reelworks.t2v.presets import PRESETS
+
+    return {"descriptions": checks.existing_file, "n": checks.at_least(1), "frames": checks.at_least(1),
+            "fps": checks.positive, "preset": checks.one_of(PRESETS), "kind": checks.one_of(KINDS),
+            "width": checks.at_least(0), "height": checks.at_least(0), "steps_image": checks.at_least(0),
+            "steps_video": checks.at_least(0), "pool": checks.at_least(0)}
+
+
 @dsl.pipeline(name="t2v", description=__doc__.splitlines()[0])
 def pipeline(descriptions: str = "", n: int = 4, frames: int = 16, fps: float = 8.0, preset: str = "tiny",
              kind: str = "ltx-i2v", image_model: str = "", video_model: str = "", width: int = 0, height: int = 0,

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import typer
 
+from reelworks import redaction
 from reelworks.errors import ReelworksError
 
 app = typer.Typer(help=__doc__.split("\n\n")[0], no_args_is_help=True, pretty_exceptions_enable=False,
@@ -43,15 +44,17 @@ def run(pipeline: str = typer.Argument(..., help="Pipeline name (see `reelworks 
         local: bool = typer.Option(True, "--local/--no-local",
                                    help="Run in-process with kfp.local (the default; no cluster, no Docker)."),
         pipeline_root: Optional[str] = typer.Option(None, help="Where artifacts go: a local folder or s3:// URI."),
-        host: Optional[str] = typer.Option(None, help="With --no-local: the Kubeflow Pipelines endpoint; waits for the run.")) -> None:
-    """Run a whole pipeline, locally by default."""
+        host: Optional[str] = typer.Option(None, help="With --no-local: the Kubeflow Pipelines endpoint; waits for the run."),
+        verbose: bool = typer.Option(False, "--verbose", "-v",
+                                     help="Local runs: show everything the steps print, not only a line per step "
+                                          "(their logs are kept in the run's folder either way).")) -> None:
+    """Run a whole pipeline, locally by default: a line per step, then what it made and the run's index.html."""
     from reelworks import kubeflow
 
     entry = kubeflow.get_pipeline(pipeline)
     arguments = kubeflow.parse_params(entry, param or [])
     if local:
-        root = kubeflow.run_local(pipeline, arguments, pipeline_root)
-        typer.echo(f"pipeline {pipeline} finished; artifacts under {pipeline_root or root}")
+        kubeflow.run_local(pipeline, arguments, pipeline_root, verbose=verbose)
         return
     if not host:
         raise ReelworksError("--no-local needs --host URL (the Kubeflow Pipelines endpoint)")
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         # "Aborted!"; our own errors arrive here.
         app(args=argv)
     except ReelworksError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(redaction.redact(f"error: {exc}"), file=sys.stderr)
         sys.exit(exc.exit_code)
     except SystemExit as exc:
         if exc.code not in (0, None):

@@ -1,7 +1,7 @@
 """One loading and device layer for every diffusers pipeline the generative workflows use.
 
     pipe = diffusion.load("tiny", "sd")                       # random-init, diffusers' test sizes, CPU in < 1 s
-    pipe = diffusion.load("runwayml/stable-diffusion-v1-5")   # a Hub id (HF cache; HF_HUB_OFFLINE=1 in CI)
+    pipe = diffusion.load("stable-diffusion-v1-5/stable-diffusion-v1-5")   # a Hub id (HF cache; HF_HUB_OFFLINE=1 in CI)
     pipe = diffusion.load("s3://models/ltx", "ltx", offload=True)
 
 `load` takes a Hub id, a local `save_pretrained` folder or an `s3://` prefix (through
@@ -22,6 +22,7 @@ like for portraits: multiples of 8), ltx 32x32 with 9 frames, wan 16x16 with 9 f
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import importlib.util
 import json
@@ -55,6 +56,7 @@ TINY_VERSION = 2
 TINY_MARKER = "reelworks_tiny.json"
 CLIP_MAX_TOKENS = 77
 AUTO_BATCH = 16
+SAFETY_TRIES = 3  # new seeds for an image the safety checker flags, before giving up
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -105,14 +107,42 @@ def batch_size_of(batch_size: int | str, auto: int) -> int:
     return size
 
 
-def run_batched(fn: Callable[[list], list], items: list, batch_size: int | str = "auto") -> list:
-    """`fn` over `items` in batches; on CUDA out-of-memory the batch is halved and retried.
+def run_batched(fn: Callable[[list], list], items: list, batch_size: int | str = "auto", *,
+                flagged: Callable[[Any], bool] | None = None, reroll: Callable[[Any, int], Any] | None = None,
+                tries: int = SAFETY_TRIES) -> list:
+    """`fn` over `items` in batches, results in item order, one per item: none is ever dropped.
 
-    "auto" starts with every item at once (at most 16). Results come back in item order.
+    "auto" starts with every item at once (at most 16). On CUDA out-of-memory the batch is
+    halved and the same items are tried again, down to one at a time (the smaller size then
+    holds for the rest). With `flagged` (is this result a safety-checker hit?) and `reroll`
+    (the item made again with its next seed: `reroll(item, attempt)`), a flagged result is
+    made again, at most `tries` times; one still flagged then stops with one line, so no
+    blacked-out image ever reaches a video or a poster.
     """
+    size = batch_size_of(batch_size, auto=max(1, min(len(items), AUTO_BATCH)))
+    results, size = _run_batches(fn, items, size)
+    if flagged is None:
+        return results
+    todo = [i for i, result in enumerate(results) if flagged(result)]
+    for attempt in range(1, tries + 1):
+        if not todo:
+            break
+        log.warning("the safety checker flagged %d image(s): making them again with the next seed (try %d of %d)",
+                    len(todo), attempt, tries)
+        again, size = _run_batches(fn, [reroll(items[i], attempt) for i in todo], size)
+        for i, result in zip(todo, again):
+            results[i] = result
+        todo = [i for i in todo if flagged(results[i])]
+    if todo:
+        raise ReelworksError(f"the safety checker flagged {len(todo)} image(s) {tries + 1} times, each with another "
+                             f"seed (first: item {todo[0]}): change the prompt")
+    return results
+
+
+def _run_batches(fn: Callable[[list], list], items: list, size: int) -> tuple[list, int]:
+    """(results, the batch size that fitted): `run_batched`'s out-of-memory back-off."""
     import torch
 
-    size = batch_size_of(batch_size, auto=max(1, min(len(items), AUTO_BATCH)))
     results: list = []
     start = 0
     while start < len(items):
@@ -124,7 +154,7 @@ def run_batched(fn: Callable[[list], list], items: list, batch_size: int | str =
                 raise ReelworksError("out of GPU memory even at batch size 1: "
                                      "turn on offload, slicing or tiling, or use a smaller size") from None
             size = max(1, size // 2)
-            log.warning("CUDA out of memory: retrying with batch size %d", size)
+            log.warning("CUDA out of memory: retrying the same %d item(s) with batch size %d", len(batch), size)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             continue
@@ -132,7 +162,14 @@ def run_batched(fn: Callable[[list], list], items: list, batch_size: int | str =
             raise ValueError(f"batch function returned {len(out)} results for {len(batch)} items")
         results.extend(out)
         start += len(batch)
-    return results
+    return results, size
+
+
+def nsfw_flags(output, n: int) -> list[bool]:
+    """Which of a pipeline output's first `n` images its safety checker blacked out (all False
+    for a pipeline without one)."""
+    flags = getattr(output, "nsfw_content_detected", None)
+    return [bool(flag) for flag in flags[:n]] if flags is not None else [False] * n
 
 
 def fit_prompt(tokenizer, text: str, max_tokens: int = CLIP_MAX_TOKENS) -> str:
@@ -164,6 +201,7 @@ def load(model: str, kind: str = "sd", *, device: str | None = None, dtype=None,
     """A diffusers pipeline of `kind` from "tiny", a Hub id, a local folder or an s3:// prefix."""
     check_kind(kind)
     if model == "tiny":
+        warn_tiny_once()
         source = str(tiny_path(kind))
     else:
         source = pretrained.resolve(model)
@@ -246,6 +284,17 @@ def check_folder(path: str, kind: str, label: str | None = None) -> None:
 
 
 # --------------------------------------------------------------------------- tiny preset
+
+
+@functools.lru_cache(maxsize=None)
+def warn_tiny_once() -> None:
+    """Say (once per process) that "tiny" draws noise, and how to pick a real model: a run that
+    did not choose one gets the tiny preset by default and would otherwise look broken."""
+    log.warning("model 'tiny' is a random-initialised test pipeline: it runs anywhere in seconds, but its "
+                "pictures are noise. For real ones pick a model with --model (a Hub id such as "
+                "stable-diffusion-v1-5/stable-diffusion-v1-5, a diffusers folder or an s3:// prefix) or, for "
+                "musicvideo, --preset sd15; in pipelines with the poster_model (plotbot) or preset (musicvideo: "
+                "sd15, t2v: full) parameter")
 
 
 def tiny_path(kind: str) -> Path:
@@ -551,5 +600,6 @@ def _quiet_loading():
         transformers.utils.logging.enable_progress_bar()
 
 
-__all__ = ["KINDS", "load", "save_tiny", "build_tiny", "pick_device", "generators", "run_batched", "fit_prompt",
+__all__ = ["KINDS", "load", "save_tiny", "build_tiny", "pick_device", "generators", "run_batched", "nsfw_flags",
+           "fit_prompt",
            "clip_tokenizer", "t5_tokenizer", "check_folder", "tiny_path"]

@@ -5,7 +5,8 @@ call one library function. `component("torch")` gives them the right image from 
 setting; `on_gpu`, `with_s3` and `with_secret_env` add the Kubernetes settings that the
 compiled pipeline carries (kfp-kubernetes). Pipelines (`pipelines/*.py`) are found by
 module name: each defines `pipeline` (a `@dsl.pipeline`) and may define
-`LOCAL_ARGUMENTS`, the arguments for the embedded run on sample data.
+`LOCAL_ARGUMENTS`, the arguments for the embedded run on sample data, and `INPUT_CHECKS`,
+the checks (`reelworks.checks`) its inputs pass before the first step of a run starts.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import functools
 import importlib
 import os
 import pkgutil
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 from reelworks import settings
 from reelworks.errors import NotFoundError, ReelworksError
@@ -80,6 +82,12 @@ RELEASE = os.environ.get("REELWORKS_RELEASE", "reelworks")
 # The ServiceAccount the chart creates and binds to its Role; pipeline runs and training-job
 # pods run as it (kfp sets it per run: `submit` passes it).
 SERVICE_ACCOUNT = os.environ.get("REELWORKS_K8S_SERVICE_ACCOUNT", "reelworks")
+# Every step gets this account's token, also the steps that never call the Kubernetes API: KFP
+# sets one service account per run, kfp-kubernetes 2.17 has no per-task automountServiceAccountToken
+# (its KubernetesExecutorConfig has no such field), and KFP's launcher in each step pod reads its
+# ConfigMap and the artifact store's Secret through the API in any case. What the token can do is
+# held by the chart instead: its Role (run training jobs, nothing else) and its admission policies
+# (what a training job may contain). The chart's CronJobs, which call no API, mount no token.
 # The user the images create (images/, the chart's podSecurity.uid).
 POD_UID = int(os.environ.get("REELWORKS_POD_UID", "10001"))
 
@@ -184,6 +192,11 @@ class PipelineEntry:
         local = getattr(self.module, "LOCAL_ARGUMENTS", {})
         return dict(local() if callable(local) else local)
 
+    @property
+    def input_checks(self) -> dict[str, Callable[[Any], None]]:
+        checks = getattr(self.module, "INPUT_CHECKS", {})
+        return dict(checks() if callable(checks) else checks)
+
     def input_types(self) -> dict[str, str]:
         """Pipeline parameter name -> KFP type name (STRING, NUMBER_INTEGER, ...)."""
         spec = self.pipeline.pipeline_spec.root.input_definitions.parameters
@@ -230,6 +243,26 @@ def parse_params(entry: PipelineEntry, params: list[str]) -> dict[str, Any]:
     return out
 
 
+def check_inputs(entry: PipelineEntry, arguments: dict[str, Any], complete: bool = True) -> None:
+    """The run's arguments against the pipeline's `INPUT_CHECKS`, before any step starts: the
+    first parameter that fails is one `ReelworksError` naming it and the problem. An empty
+    string is KFP's "not given" (the step's default) and is not checked. `complete`: these
+    are all the arguments, so every required parameter must be among them."""
+    for name, parameter in entry.pipeline.pipeline_spec.root.input_definitions.parameters.items():
+        if complete and name not in arguments and not parameter.is_optional:
+            raise ReelworksError(f"pipeline {entry.name!r} needs --param {name}=...")
+    for name, check in entry.input_checks.items():
+        value = arguments.get(name, "")
+        if value == "":
+            continue
+        try:
+            check(value)
+        except ReelworksError as exc:
+            # a list's check names the item at fault
+            shown = name if isinstance(value, (list, dict)) else f"{name}={value!r}"
+            raise ReelworksError(f"parameter {shown}: {exc}") from None
+
+
 def _convert(key: str, raw: str, kind: str) -> Any:
     try:
         if kind == "NUMBER_INTEGER":
@@ -253,47 +286,62 @@ def _convert(key: str, raw: str, kind: str) -> Any:
 # --------------------------------------------------------------------------- running
 
 
-def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | None = None) -> Path:
+def run_local(name: str, arguments: dict[str, Any], pipeline_root: str | None = None, *, verbose: bool = False,
+              out: TextIO | None = None) -> Path:
     """Run a whole pipeline in this process tree with `kfp.local` (no cluster, no Docker).
 
-    Each step is a subprocess of this Python. `pipeline_root` keeps every artifact: a local
-    folder, or an s3:// prefix that receives the run's artifacts once it succeeds (kfp.local
-    itself only writes locally). Returns the local root.
+    The inputs are checked first (`check_inputs`). Each step is a subprocess of this Python
+    whose output goes to its own log file (`reelworks.local_run`); `out` (default stdout) gets
+    one line per step and then what the run made, with the run's `index.html`; `verbose` shows
+    everything the steps print as well. A failed step is a `ReelworksError` carrying the step's
+    own error and its log's path. `pipeline_root` keeps every artifact: a local folder, or an
+    s3:// prefix that receives the run's artifacts once it succeeds (kfp.local itself only
+    writes locally; a failed run's files stay in the local cache). Returns the local root.
     """
-    import builtins
     import shutil
     import tempfile
 
     import kfp.local
 
     from reelworks import storage
+    from reelworks.local_run import LocalRun
 
+    out = out or sys.stdout
     entry = get_pipeline(name)
-    # kfp.local indents step logs by swapping `builtins.print`; ParallelFor iterations run in
-    # threads whose swaps interleave, which can leave print swapped after the run.
-    plain_print = builtins.print
+    check_inputs(entry, arguments, complete=False)  # the user's own first: before any sample data is made
     args = {**entry.local_arguments, **arguments}
+    check_inputs(entry, args)
     remote_root = pipeline_root if pipeline_root and storage.is_s3(pipeline_root) else None
     if remote_root:
         local_root = Path(tempfile.mkdtemp(prefix="run-", dir=settings.cache_dir()))
     else:
-        local_root = Path(pipeline_root or settings.cache_dir() / "local_runs")
+        local_root = Path(pipeline_root or settings.cache_dir() / "local_runs").resolve()
     local_root.mkdir(parents=True, exist_ok=True)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(local_root),
                    raise_on_error=True)
+    run = LocalRun(name, out, verbose=verbose)
+    out.write(f"pipeline {name}: running locally under {remote_root or local_root}\n")
+    failed: RuntimeError | None = None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), run.capturing():
             # The reelworks image is a Python image; kfp only guesses from the name.
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
             try:
                 entry.pipeline(**args)
-            except RuntimeError as exc:
-                raise ReelworksError(f"pipeline {name!r} failed: {str(exc).splitlines()[0]}") from None
+            except RuntimeError as exc:  # kfp's "Inner task failed": the cause is in the step's log
+                failed = exc
+        run.write_index()
+        if failed:
+            raise ReelworksError(run.failure(str(failed)), exit_code=1)
         if remote_root:
             storage.sync_up(local_root, remote_root)
+
+        def shown(path: Path) -> str:
+            return storage.join(remote_root, path.relative_to(local_root).as_posix()) if remote_root else str(path)
+
+        out.write("".join(f"{line}\n" for line in run.summary(shown)))
     finally:
-        builtins.print = plain_print
-        if remote_root:
+        if remote_root and not failed:
             shutil.rmtree(local_root, ignore_errors=True)
     return local_root
 

@@ -10,13 +10,20 @@ Servers differ in what they honour, so the client trusts none of them:
   text, from which the JSON object is cut out of prose or code fences and repaired
   (`json_repair`: trailing commas, single quotes, ...). The mode the server accepted is kept
   for the next calls. A schema-invalid answer is sent back once with the validation error.
+- Messages go out as strict servers (vLLM or llama.cpp with Mistral- or Gemma-style chat
+  templates) require: at most one system message, first, then user and assistant turns
+  alternating from a user turn. Several system texts are merged into one, and consecutive
+  turns of one role into one turn (`alternating`).
+- A refused response_format is recognised by what the error says about it (`_rejects_mode`),
+  never by the status alone: a 400 about anything else (a chat template, a context length) is
+  that error, reported as it is.
 - 429, 5xx, timeouts and refused connections are retried a bounded number of times with
   exponential backoff (a `Retry-After` header, when the server sends one, sets the wait).
 - An answer cut off at `max_tokens` (`finish_reason == "length"`) is an `LLMError`, never
   half a JSON object.
 - Every exchange (the messages sent, the answer, the mode, each attempt and its timing) is
-  kept in `transcript` and saved with `save_transcript(uri)`; the API key is never in it, in
-  an error or in a log.
+  kept in `transcript` and saved with `save_transcript(uri)`; the API key, and any
+  `user:password@` or `?api-key=` in the base URL, is never in it, in an error or in a log.
 
 Steps that can do without an LLM call `LLMClient.from_settings()`, which returns None when no
 endpoint is configured (REELWORKS_LLM_BASE_URL), and fall back to a deterministic template.
@@ -41,11 +48,17 @@ JSON_MODES = ("json_schema", "json_object", "text")
 _LEAKY_LOGGERS = ("openai", "httpx", "httpx2", "httpcore")
 _MAX_RETRY_AFTER = 60.0
 _PLACEHOLDER_KEY = "no-key"  # the openai client insists on a key; local servers ignore it
+# What a server's error says when it does not take a response_format (see _rejects_mode).
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "structured output", "guided_json")
+_UNSUPPORTED_WORDS = ("not supported", "unsupported", "not implemented")
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
 class LLMError(ReelworksError):
-    """The LLM endpoint could not give a usable answer (one clear line)."""
+    """The LLM endpoint could not give a usable answer (one clear line). `unreachable`: it
+    never answered at all (refused connections or timeouts through every retry)."""
+
+    unreachable = False
 
 
 class _Unsupported(Exception):
@@ -79,6 +92,27 @@ def extract_json(text: str):
     return value
 
 
+def alternating(messages: list[dict]) -> list[dict]:
+    """`messages` as strict chat templates accept them: [system?, user, assistant, user, ...].
+
+    Every system text is merged, in order, into one leading system message; consecutive turns
+    of one role become one turn (texts joined by a blank line); a conversation that would open
+    with the assistant gets an empty user turn first, as those templates require."""
+    system = [str(m.get("content") or "") for m in messages if m.get("role") == "system"]
+    turns: list[dict] = []
+    for message in messages:
+        if message.get("role") == "system":
+            continue
+        if turns and turns[-1]["role"] == message["role"]:
+            turns[-1] = {**turns[-1], "content": f"{turns[-1]['content']}\n\n{message.get('content') or ''}"}
+        else:
+            turns.append(dict(message))
+    if turns and turns[0]["role"] != "user":
+        turns.insert(0, {"role": "user", "content": ""})
+    head = [{"role": "system", "content": "\n\n".join(text for text in system if text.strip())}] if system else []
+    return head + turns
+
+
 def _schema_instruction(schema: dict) -> str:
     return ("Answer with one JSON object only, no prose and no code fence, that matches this JSON schema:\n"
             + json.dumps(schema, ensure_ascii=False))
@@ -93,6 +127,8 @@ class LLMClient:
             raise ReelworksError("an LLM endpoint needs a base URL (REELWORKS_LLM_BASE_URL), e.g. "
                                  "http://llm:8080/v1")
         self.base_url = base_url.rstrip("/")
+        # The endpoint as logs, errors and the transcript show it: no user:password@, no ?api-key=.
+        self.endpoint = redaction.redact_urls(self.base_url)
         self.model = model
         self.timeout = timeout
         self.max_retries = max_retries
@@ -105,7 +141,7 @@ class LLMClient:
         self._client = None
 
     def __repr__(self) -> str:  # never the key
-        return f"LLMClient({self.base_url!r}, model={self.model!r})"
+        return f"LLMClient({self.endpoint!r}, model={self.model!r})"
 
     @classmethod
     def from_settings(cls, **kwargs) -> "LLMClient | None":
@@ -140,9 +176,9 @@ class LLMClient:
                 models = self._retrying(lambda: self.client.models.list(), attempts=[])
             ids = [m.id for m in models.data]
             if not ids:
-                raise LLMError(f"LLM endpoint {self.base_url} lists no model; set REELWORKS_LLM_MODEL")
+                raise LLMError(f"LLM endpoint {self.endpoint} lists no model; set REELWORKS_LLM_MODEL")
             self.model = ids[0]
-            log.info("LLM endpoint %s: using model %s (the first it lists)", self.base_url, self.model)
+            log.info("LLM endpoint %s: using model %s (the first it lists)", self.endpoint, self.model)
         return self.model
 
     def _retry_delay(self, failures: int, exc) -> float:
@@ -194,15 +230,17 @@ class LLMClient:
                 if not retriable:
                     hint = (" (check REELWORKS_LLM_API_KEY)" if status in (401, 403) else
                             " (check REELWORKS_LLM_MODEL)" if status == 404 else "")
-                    raise LLMError(f"LLM endpoint {self.base_url}: {what}{hint}") from None
+                    raise LLMError(f"LLM endpoint {self.endpoint}: {what}{hint}") from None
                 failures += 1
                 if failures > self.max_retries:
                     hint = "; check REELWORKS_LLM_BASE_URL" if isinstance(exc, openai.APIConnectionError) \
                         and not isinstance(exc, openai.APITimeoutError) else ""
-                    raise LLMError(f"LLM endpoint {self.base_url}: {what}; gave up after "
-                                   f"{self.max_retries} retries{hint}") from None
+                    error = LLMError(f"LLM endpoint {self.endpoint}: {what}; gave up after "
+                                     f"{self.max_retries} retries{hint}")
+                    error.unreachable = isinstance(exc, openai.APIConnectionError)  # timeouts included
+                    raise error from None
                 delay = self._retry_delay(failures, exc)
-                log.warning("LLM endpoint %s: %s; retry %d of %d in %.1f s", self.base_url, what, failures,
+                log.warning("LLM endpoint %s: %s; retry %d of %d in %.1f s", self.endpoint, what, failures,
                             self.max_retries, delay)
                 time.sleep(delay)
 
@@ -210,16 +248,16 @@ class LLMClient:
     def _rejects_mode(exc, mode: str) -> bool:
         """Did the server refuse this response_format (rather than fail for another reason)?
 
-        Servers differ: 400/422 from most, HTTP 500 "response_format type must be one of ..."
-        from llama.cpp's server."""
-        if mode == "text":
-            return False
-        status = getattr(exc, "status_code", None)
-        if status is None:
+        Servers answer 400, 404, 422 or 500 ("response_format type must be one of ..." from
+        llama.cpp's server, "'response_format' of type 'json_schema' is not supported with this
+        model" from OpenAI), so the status says little: the error text must be about the
+        response format. Any other refusal (a strict chat template's "roles must alternate", a
+        prompt over the context) is that error, not a reason to drop structured output."""
+        if mode == "text" or getattr(exc, "status_code", None) is None:
             return False
         text = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
-        mentions = any(word in text for word in ("response_format", "json_schema", "json_object", "schema"))
-        return mentions if status >= 500 else status in (400, 422) or (status == 404 and mentions)
+        return any(word in text for word in _FORMAT_WORDS) or (
+            any(word in text for word in _UNSUPPORTED_WORDS) and ("schema" in text or "format" in text))
 
     @staticmethod
     def _response_format(mode: str, schema: dict | None, name: str) -> dict | None:
@@ -233,14 +271,14 @@ class LLMClient:
                   schema: dict | None = None, name: str = "answer") -> tuple[str, dict]:
         """One request (with its retries), recorded in the transcript: (content, transcript entry)."""
         response_format = self._response_format(mode, schema, name)
-        request = {"model": self._model(), "messages": messages, "temperature": self.temperature}
+        request = {"model": self._model(), "messages": alternating(messages), "temperature": self.temperature}
         if max_tokens is not None:
             request["max_tokens"] = max_tokens
         if self.seed is not None:
             request["seed"] = self.seed
         if response_format is not None:
             request["response_format"] = response_format
-        entry = {"at": _now(), "endpoint": self.base_url, "mode": mode if schema is not None else "chat",
+        entry = {"at": _now(), "endpoint": self.endpoint, "mode": mode if schema is not None else "chat",
                  "request": json.loads(json.dumps(request, default=str)), "attempts": []}
         self.transcript.append(entry)
         started = time.monotonic()
@@ -257,7 +295,7 @@ class LLMClient:
         entry["seconds"] = round(time.monotonic() - started, 3)
         if not completion.choices:
             entry.update(outcome="error", error="no choices in the answer")
-            raise LLMError(f"LLM endpoint {self.base_url} answered with no choices")
+            raise LLMError(f"LLM endpoint {self.endpoint} answered with no choices")
         choice = completion.choices[0]
         content = choice.message.content or ""
         usage = completion.usage.model_dump() if getattr(completion, "usage", None) else None
@@ -289,7 +327,8 @@ class LLMClient:
         except jsonschema.SchemaError as exc:
             raise ReelworksError(f"invalid JSON schema for {name!r}: {exc.message}") from None
         validator = validator_cls(schema)
-        messages = [{"role": "system", "content": _schema_instruction(schema)}, *messages]
+        # After the caller's own system text: `alternating` merges both into the one system message.
+        messages = [*messages, {"role": "system", "content": _schema_instruction(schema)}]
         for attempt in range(2):  # the answer, then one correction with the validation error
             content, entry = self._json_exchange(messages, schema, name, max_tokens)
             problem = None
@@ -325,13 +364,13 @@ class LLMClient:
                                       name=name)
             except _Unsupported as exc:
                 following = JSON_MODES[JSON_MODES.index(self.json_mode) + 1]
-                log.info("LLM endpoint %s refused response_format %s (%s); using %s", self.base_url,
+                log.info("LLM endpoint %s refused response_format %s (%s); using %s", self.endpoint,
                          self.json_mode, exc, following)
                 self.json_mode = following
 
     def save_transcript(self, uri: str) -> None:
         """Every exchange so far as one JSON document at `uri` (an artifact of the step)."""
-        document = {"endpoint": self.base_url, "model": self.model, "json_mode": self.json_mode,
+        document = {"endpoint": self.endpoint, "model": self.model, "json_mode": self.json_mode,
                     "exchanges": self.transcript}
         text = self._redact(json.dumps(document, ensure_ascii=False, indent=1, default=str)) + "\n"
         storage.write_bytes(uri, text.encode())

@@ -16,6 +16,9 @@ Writing:
   holding exactly the samples `[first, end)` of an audio file, muxed alongside the frames.
 - `write_video(path, frames, fps)`: the same for an iterable; `write_gif(...)`: a looping preview.
 
+Still images: `open_image(bytes_or_uri)` is the one way reelworks decodes an image (Pillow),
+with one pixel cap (`MAX_IMAGE_PIXELS`) checked from the header before any pixel is decoded.
+
 Sample indices (`audio_range`, `load_audio`) count decoded samples at the audio file's own
 rate from its first decoded sample, so `load_audio(f, mono=False)[0][:, first:end]` is the
 slice `VideoWriter(..., audio=f, audio_range=(first, end))` muxes.
@@ -32,6 +35,7 @@ back as `SampledFrame(image=None, error=...)` so callers can report the bad regi
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
@@ -784,3 +788,68 @@ def write_gif(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float,
         images[0].save(local, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms,
                        loop=loop, optimize=False, disposal=1)
     return _result(path)
+
+
+# --------------------------------------------------------------------------- still images
+
+# One pixel cap for every image reelworks decodes (posters, stills, keyframes, rendered frames):
+# a 20 KiB PNG can declare 13000x13000 pixels and cost 646 MiB once decoded. The header gives
+# the size before any pixel is decoded, so anything past this is refused first. A 4K frame is
+# 8.3 M pixels, an SDXL render ~1 M, a poster well under 1 M. (Pillow's own bomb check starts at
+# 89 M pixels, above this cap, so every image it would warn about is refused here anyway.)
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+class ImageRefused(ReelworksError):
+    """An image that cannot be used; `reason` is the short label it is counted under:
+    "empty", "not_image" (or not one of the formats asked for), "too_large" or "corrupt"
+    (callers checking more than the bytes add their own, e.g. the tweeter's "outside")."""
+
+    def __init__(self, name: str, reason: str, detail: str):
+        super().__init__(f"{name} is {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def open_image(source: bytes | str | os.PathLike, name: str | None = None, *,
+               formats: Sequence[str] | None = None, load: bool = True):
+    """A PIL image from bytes or a URI, its size checked against `MAX_IMAGE_PIXELS` from the
+    header before any pixel is decoded; decoded (`load`) unless asked not to, so a damaged
+    file fails here. `formats` (Pillow's names, e.g. ("PNG", "JPEG")): the only ones accepted.
+    Raises `ImageRefused` (one line naming `name`, by default the URI) for anything else."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), name or "image"
+    else:
+        data, name = storage.read_bytes(os.fspath(source)), name or os.fspath(source)
+    if not data:
+        raise ImageRefused(name, "empty", "empty (0 bytes), not an image")
+    _quiet_pillow_bomb_warning()
+    try:
+        image = Image.open(io.BytesIO(data), formats=list(formats) if formats else None)
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise ImageRefused(name, "too_large", f"{image.width}x{image.height} pixels, over the "
+                                                  f"{MAX_IMAGE_PIXELS:,} pixel limit for images")
+        if load:
+            image.load()
+    except Image.DecompressionBombError:
+        raise ImageRefused(name, "too_large", f"over the {MAX_IMAGE_PIXELS:,} pixel limit for images") from None
+    except UnidentifiedImageError:
+        wanted = f"a {' or '.join(formats)} image" if formats else "an image (no format Pillow reads)"
+        raise ImageRefused(name, "not_image", f"not {wanted}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or damaged files
+        raise ImageRefused(name, "corrupt", f"a damaged image ({_reason(exc)})") from None
+    return image
+
+
+def _quiet_pillow_bomb_warning() -> None:
+    """Pillow warns about sizes `open_image` refuses anyway; the refusal is the one line to show.
+    (Checked on every call: `warnings.catch_warnings` blocks, as in tests, restore the filters.)"""
+    import warnings
+
+    from PIL import Image
+
+    if not any(action == "ignore" and category is Image.DecompressionBombWarning
+               for action, _, category, _, _ in warnings.filters):
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)

@@ -25,12 +25,14 @@ to a later failure (alerts compare the two times) and a tweeter run with nothing
 keeps the last publish time. Pipeline-run groups are deleted after a
 retention by `reelworks metrics prune` (a CronJob in the chart). Metrics never fail a job:
 with no gateway configured (`REELWORKS_PUSHGATEWAY_URL`) or the gateway down, the job goes on
-and one warning is logged.
+and one warning is logged (no gateway: once per process, and not by the steps of a local
+pipeline run, which `kubeflow.run_local` starts with `QUIET_UNCONFIGURED_ENV` set).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -42,6 +44,11 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, del
 from reelworks import settings
 
 log = logging.getLogger(__name__)
+
+# Set (to anything) for processes that must not say "not set" themselves: a local pipeline
+# run's steps, which used to say it once each.
+QUIET_UNCONFIGURED_ENV = "REELWORKS_METRICS_QUIET_UNCONFIGURED"
+_said_unconfigured = False  # this process said it already (a step may run several jobs)
 
 
 class JobMetrics:
@@ -119,7 +126,7 @@ class JobMetrics:
         self.duration.set(time.time() - self.started)
         if not self.gateway:
             if warn_unconfigured:
-                self._warn_once("REELWORKS_PUSHGATEWAY_URL is not set: metrics are not pushed")
+                _say_unconfigured()
             return False
         try:
             send = push_to_gateway if replace else pushadd_to_gateway
@@ -133,6 +140,13 @@ class JobMetrics:
         if not self._warned:
             log.warning(message)
             self._warned = True
+
+
+def _say_unconfigured() -> None:
+    global _said_unconfigured
+    if not _said_unconfigured and not os.environ.get(QUIET_UNCONFIGURED_ENV):
+        log.warning("REELWORKS_PUSHGATEWAY_URL is not set: metrics are not pushed")
+    _said_unconfigured = True
 
 
 @contextmanager

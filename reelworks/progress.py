@@ -8,10 +8,15 @@ from typing import Iterable, TypeVar
 
 from tqdm.auto import tqdm
 
+from reelworks import redaction
+
 T = TypeVar("T")
 
 
 def setup_logging(level: str | None = None) -> None:
+    """Log lines to stderr, with secrets redacted from every record, warning and uncaught
+    traceback (`redaction.install`), whatever handlers are added later."""
+    redaction.install()
     level = level or os.environ.get("REELWORKS_LOG_LEVEL", "INFO")
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

@@ -10,18 +10,52 @@ hands the same report to the KFP UI (`Output[Markdown]`, `Output[HTML]`, `Output
         ax.bar(years, counts)
     report.metric("rows_kept", 9412)
     report.save("s3://bucket/run/prep/report")
+
+`text` takes Markdown: text that comes from data (titles, generated plots, prompts, lyrics,
+URIs) goes through `escape` (or `code`) so that it shows as written and cannot add links,
+headings or HTML. Titles, headings, captions and table cells are escaped here. The HTML page
+is the same Markdown rendered by markdown-it-py with raw HTML off (its link check refuses
+`javascript:` and similar URLs), so data cannot reach the page as markup either way.
 """
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
+import math
+import numbers
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from reelworks import storage
+
+# Backslash-escaped wherever they stand: they start emphasis, code, links, HTML, tables or
+# strikethrough, and `&` an entity. An underscore between two letters or digits cannot
+# (`queue_depth` stays readable), nor can `&` that starts no entity (`Romeo & Juliet`).
+_MARKDOWN_INLINE = re.compile(r"([\\`*\[\]<|~]|&(?=#?\w+;)|(?<![^\W_])_|_(?![^\W_]))")
+# At the start of a line they make headings (`#`s then a space), quotes, lists, setext
+# headings or thematic breaks ("1994." too). Elsewhere they are plain (`#SciFi`, `a > b`).
+_MARKDOWN_LINE_START = re.compile(r"^([-+=>]|#(?=#*(?:[ \t]|$))|\d+(?=[.)]))", re.M)
+
+
+def escape(text: object) -> str:
+    """`text` as Markdown that shows exactly it: no link, heading, list, emphasis or HTML.
+    Paragraph breaks (blank lines) stay; leading spaces go (they would make a code block)."""
+    lines = [line.lstrip() for line in str(text).split("\n")]
+    escaped = _MARKDOWN_INLINE.sub(r"\\\1", "\n".join(lines))
+    return _MARKDOWN_LINE_START.sub(lambda m: m[1] + "\\" if m[1][0].isdigit() else "\\" + m[1], escaped)
+
+
+def code(text: object) -> str:
+    """`text` as an inline code span (a URI, an id), however many backticks it holds."""
+    text = " ".join(str(text).split("\n"))
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _matplotlib():
@@ -73,53 +107,44 @@ class Report:
     # ---------------------------------------------------------------- rendering
 
     def to_markdown(self, embed_images: bool = False) -> str:
-        lines = [f"# {self.title}", ""]
+        lines = [f"# {escape(self.title)}", ""]
         for kind, value in self.blocks:
             if kind == "text":
                 lines += [str(value), ""]
             elif kind == "heading":
-                lines += [f"## {value}", ""]
+                lines += [f"## {escape(value)}", ""]
             elif kind == "table":
                 headers, rows = value
-                lines.append("| " + " | ".join(map(str, headers)) + " |")
+                lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
                 lines.append("|" + "---|" * len(headers))
-                lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+                lines += ["| " + " | ".join(_md_cell(c, _label(headers, row, i)) for i, c in enumerate(row)) + " |"
+                          for row in rows]
                 lines.append("")
             elif kind == "image":
                 name, caption = value
                 src = _data_uri(self.images[name]) if embed_images else name
-                lines += [f"![{caption or name}]({src})", ""]
+                lines += [f"![{_md_cell(caption or name)}]({src})", ""]
+                if caption:  # the alt text is not shown: the caption goes under the picture
+                    lines += [f"*{_md_cell(caption)}*", ""]
         if self.metrics:
             lines += ["## Metrics", "", "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {_md_cell(v)} |" for k, v in self.metrics.items()]
+            lines += [f"| {_md_cell(k)} | {_md_cell(v, k)} |" for k, v in self.metrics.items()]
         return "\n".join(lines).rstrip() + "\n"
 
     def to_html(self) -> str:
-        """One self-contained page (images inlined) for the Kubeflow UI's HTML viewer."""
-        parts = [f"<h1>{html.escape(self.title)}</h1>"]
-        for kind, value in self.blocks:
-            if kind == "text":
-                parts.append("".join(f"<p>{html.escape(p)}</p>" for p in str(value).split("\n\n")))
-            elif kind == "heading":
-                parts.append(f"<h2>{html.escape(str(value))}</h2>")
-            elif kind == "table":
-                headers, rows = value
-                head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-                body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c))}</td>" for c in row) + "</tr>"
-                               for row in rows)
-                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-            elif kind == "image":
-                name, caption = value
-                parts.append(f'<figure><img src="{_data_uri(self.images[name])}" alt="{html.escape(name)}">'
-                             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-        if self.metrics:
-            rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in self.metrics.items())
-            parts.append(f"<h2>Metrics</h2><table>{rows}</table>")
+        """One self-contained page (images inlined) for the Kubeflow UI's HTML viewer: the
+        Markdown rendered, raw HTML and unsafe links refused (see the module docstring)."""
+        renderer = _markdown_renderer()
+        body = renderer.render(self.to_markdown())
+        # The pictures go in after rendering: parsing megabytes of base64 inside the Markdown
+        # costs about half a second an image. Their names are ours, their bytes our own charts.
+        for name, image in self.images.items():
+            body = body.replace(f'src="{html.escape(renderer.normalizeLink(name))}"', f'src="{_data_uri(image)}"')
         style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
                  "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-                 "text-align:left}img{max-width:100%}figcaption{color:#666;font-size:.9em}")
+                 "text-align:left}img{max-width:100%}code{background:#f4f4f4;padding:0 3px}")
         return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
-                f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+                f"<style>{style}</style></head><body>{body}</body></html>")
 
     def save(self, prefix: str) -> None:
         """Write report.md, report.html, metrics.json and every chart below `prefix`."""
@@ -142,16 +167,50 @@ class Report:
                 metrics.log_metric(name, value)
 
 
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+# Numbers that name something rather than count it print as written: seed 1000, year 1994,
+# frame 1250, never "1,000". Known by the label they go by (see `_label`).
+_NAMES_NOT_AMOUNTS = re.compile(r"(?<![a-z])(seed|year|id|frame|line|step|epoch|index|#)s?(?![a-z])", re.I)
 
 
-def _md_cell(value: object) -> str:
-    return _cell(value).replace("|", "\\|").replace("\n", " ")
+def format_number(value: object, label: str = "") -> str:
+    """A number for people: amounts with thousands separators ("10,000 movies"), names of
+    things (seeds, years, ids: see `_NAMES_NOT_AMOUNTS`) plain, fractions to 4 significant
+    digits without an exponent where that reads better ("0.1235", "117.5")."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return str(value)
+    grouping = "" if _NAMES_NOT_AMOUNTS.search(label) else ","
+    if isinstance(value, numbers.Integral) or (math.isfinite(value) and float(value).is_integer()):
+        return f"{int(value):{grouping}d}"
+    value = float(value)
+    if not math.isfinite(value) or abs(value) < 1e-3:
+        return f"{value:.4g}"
+    if abs(value) >= 1000:
+        return f"{value:{grouping}.0f}"
+    return f"{value:.4g}"
+
+
+def _label(headers: Sequence[object], row: Sequence[object], column: int) -> str:
+    """What a table cell's number is: its column's header, and in a key/value table (text in
+    the first column, like hyper-parameter tables) the row's key as well."""
+    header = str(headers[column]) if column < len(headers) else ""
+    key = row[0] if column and isinstance(row[0], str) else ""
+    return f"{header} {key}"
+
+
+def _md_cell(value: object, label: str = "") -> str:
+    """A table cell (data: escaped), on one line."""
+    text = format_number(value, label) if isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        else escape(value)
+    return " ".join(text.split("\n"))
+
+
+@functools.lru_cache(maxsize=1)
+def _markdown_renderer():
+    from markdown_it import MarkdownIt
+
+    # CommonMark with GFM tables; "html": False shows raw HTML as text, and markdown-it's link
+    # check drops javascript:, vbscript:, file: and non-image data: URLs.
+    return MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
 
 def _data_uri(image: bytes) -> str:

@@ -25,6 +25,16 @@ def image(flavour: str) -> str:
     return f"{registry}/reelworks-{flavour}:{tag}"
 
 
+X_CREDENTIALS_DIR_ENV = "REELWORKS_X_CREDENTIALS_DIR"
+
+
+def x_credentials_dir(environ=None) -> str | None:
+    """Where the tweeter's X credentials are, one file per key (the chart mounts its Secret there);
+    unset: they come from env vars X_API_KEY, ... (local use)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(X_CREDENTIALS_DIR_ENV, "").strip() or None
+
+
 def pushgateway_url() -> str | None:
     return os.environ.get("REELWORKS_PUSHGATEWAY_URL") or None
 

@@ -84,6 +84,14 @@ def is_s3(uri: str) -> bool:
     return os.fspath(uri).startswith("s3://")
 
 
+def absolute(uri: str | os.PathLike) -> str:
+    """`uri` as it reads from any working directory: a relative local path made absolute
+    (s3:// and file:// URIs are left as they are). For URIs written down for another process."""
+    uri = os.fspath(uri)
+    parse(uri)  # refuses what is not a URI at all
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
 def _check_relative(key: str, context: str) -> None:
     parts = PurePosixPath(key).parts
     if ".." in parts:
@@ -104,6 +112,31 @@ def join(base: str, *parts: str) -> str:
     for part in parts:
         out = f"{out}/{safe_key(str(part).rstrip('/'))}"
     return out
+
+
+def is_inside(uri: str, root: str) -> bool:
+    """`uri` names something strictly below the folder or prefix `root`: on S3 the same bucket
+    and a key under root's (`parse` refuses `..`); locally once both are resolved, so `..` and
+    symlinks pointing out of `root` do not count as inside."""
+    loc, base = parse(uri), parse(root)
+    if loc.is_s3 or base.is_s3:
+        prefix = base.key.rstrip("/")
+        return (loc.is_s3 and base.is_s3 and loc.bucket == base.bucket
+                and loc.key.startswith(f"{prefix}/" if prefix else "") and loc.key.rstrip("/") != prefix)
+    path, folder = loc.path.resolve(), base.path.resolve()
+    return path != folder and path.is_relative_to(folder)
+
+
+def inside(root: str, relative: str, what: str = "path") -> str:
+    """`root`/`relative` (as `join`), or one clear error when it would leave `root`: an absolute
+    path, `..`, or a symlink pointing out. For paths read from data files (CSV rows, manifests)."""
+    try:
+        uri = join(root, relative)
+    except ReelworksError:
+        uri = None
+    if uri is None or not is_inside(uri, root):
+        raise ReelworksError(f"{what} {str(relative)[:200]!r} is outside {root}: paths must stay inside their folder")
+    return uri
 
 
 # --------------------------------------------------------------------------- S3 client
@@ -313,11 +346,46 @@ def local_file(uri: str) -> Iterator[Path]:
         yield path
 
 
-def _temp_beside(path: Path) -> Path:
-    """A new, unique temporary name beside `path` (same filesystem, so it renames into place):
-    concurrent writers of one path never share a temporary file."""
+def _umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere it can only be read by setting it
+    and back, and another thread's files created in between would get 022."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mkstemp_beside(path: Path, suffix: str = ".part") -> tuple[int, str]:
+    """A new, unique, open temporary file beside `path` (same filesystem, so it renames or links
+    into place; concurrent writers of one path never share one), with the mode any new file gets
+    (0o666 less the umask: 0644 under 022). mkstemp makes it 0600 and the rename would keep that,
+    so readers of a shared volume (a web server, a teammate) could not open the output."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    with contextlib.suppress(OSError):  # a filesystem without modes (some FUSE mounts) keeps its own
+        os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def mkdtemp_beside(path: Path) -> Path:
+    """A new, unique folder beside `path`, with the mode any new folder gets (0o777 less the
+    umask), not mkdtemp's 0700, for the same reason as `_mkstemp_beside`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    with contextlib.suppress(OSError):
+        tmp.chmod(0o777 & ~_umask())
+    return tmp
+
+
+def _temp_beside(path: Path) -> Path:
+    """A new, unique temporary name beside `path` (see `_mkstemp_beside`), closed."""
+    fd, tmp = _mkstemp_beside(path)
     os.close(fd)
     return Path(tmp)
 
@@ -347,8 +415,7 @@ def download_file(uri: str, path: str | Path) -> Path:
 def _write_temp(path: Path, data: bytes) -> str:
     """`data` in a synced temporary file beside `path` (same filesystem, so it can be renamed
     or linked into place atomically). The caller moves or removes it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = _mkstemp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -478,8 +545,7 @@ def output_file(uri: str, suffix: str = "") -> Iterator[Path]:
     """
     loc = parse(uri)
     if not loc.is_s3:
-        loc.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=loc.path.parent, prefix=f".{loc.path.name}.", suffix=suffix or ".part")
+        fd, tmp = _mkstemp_beside(loc.path, suffix or ".part")
         os.close(fd)
         try:
             yield Path(tmp)
@@ -507,9 +573,28 @@ def delete(uri: str) -> None:
         s3_client().delete_object(Bucket=loc.bucket, Key=loc.key)
 
 
+DELETE_BATCH = 1000  # the most keys one S3 DeleteObjects request takes
+
+
 def delete_prefix(prefix: str) -> None:
-    for key in list_keys(prefix):
-        delete(join(prefix, key) if key else prefix)
+    """Delete every object below `prefix`: on S3 with one DeleteObjects request per 1000 keys."""
+    loc = parse(prefix)
+    keys = list_keys(prefix)
+    if not loc.is_s3:
+        for key in keys:
+            delete(join(prefix, key) if key else prefix)
+        return
+    base = loc.key.rstrip("/") + "/" if loc.key else ""  # as `list_keys` strips it
+    full_keys = [base + key for key in keys]
+    for start in range(0, len(full_keys), DELETE_BATCH):
+        batch = full_keys[start:start + DELETE_BATCH]
+        with _s3_errors(prefix):
+            answer = s3_client().delete_objects(Bucket=loc.bucket, Delete={
+                "Objects": [{"Key": key} for key in batch], "Quiet": True})
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise ReelworksError(f"could not delete {len(answer['Errors'])} object(s) below {prefix}, e.g. "
+                                 f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip())
 
 
 def copy(src: str, dst: str) -> None:
@@ -621,8 +706,7 @@ def output_dir(prefix: str) -> Iterator[Path]:
     loc = parse(prefix)
     if not loc.is_s3:
         target = loc.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        tmp = mkdtemp_beside(target)
         try:
             yield tmp
             if target.exists():

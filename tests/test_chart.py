@@ -28,6 +28,8 @@ RELEASE, NAMESPACE = "reelworks", "reelworks"
 OLDEST_KUBERNETES = "1.30"
 # Custom resources kubernetes-validate has no schema for; checked by hand below.
 CUSTOM_KINDS = {"PrometheusRule"}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ValidatingAdmissionPolicy",
+                  "ValidatingAdmissionPolicyBinding", "Namespace"}
 UID = 10001
 SCRATCH_ENV = {"HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache",
                "REELWORKS_CACHE_DIR": "/tmp/reelworks-cache", "MPLCONFIGDIR": "/tmp/mpl"}
@@ -37,7 +39,7 @@ X_KEYS = ["X_API_KEY", "X_API_SECRET", "X_ACCESS_TOKEN", "X_ACCESS_TOKEN_SECRET"
 # optional parts switched off.
 CUSTOM_VALUES = {
     "image": {"registry": "registry.example.com/ml", "tag": "1.2.3-rc1", "pullPolicy": "Always",
-              "pullSecrets": [{"name": "regcred"}]},
+              "pullSecrets": [{"name": "regcred"}], "digests": {"torch": "sha256:" + "ab" * 32}},
     "s3": {"bucket": "films-prod", "endpoint": "http://minio.minio.svc:9000", "region": "eu-west-1",
            "credentialsSecret": "minio-creds"},
     "metrics": {"pushgatewayUrl": "http://pushgateway.observability.svc:9091"},
@@ -57,6 +59,7 @@ CUSTOM_VALUES = {
         ],
     },
     "prometheusRule": {"enabled": False},
+    "admissionPolicy": {"extraImages": ["registry.example.com/ml/tools"], "validationActions": ["Warn", "Audit"]},
     "dashboard": {"label": {"key": "dashboards", "value": "reelworks"},
                   "annotations": {"grafana_folder": "ML"}, "namespace": "monitoring"},
     "cronJobs": {
@@ -80,6 +83,7 @@ MINIMAL_VALUES = {
     "networkPolicy": {"enabled": False},
     "prometheusRule": {"enabled": False},
     "dashboard": {"enabled": False},
+    "admissionPolicy": {"enabled": False},
     "s3": {"credentialsSecret": ""},
     "metrics": {"pushgatewayUrl": ""},
     "cronJobs": {"tweeter": None, "metrics-prune": None},
@@ -233,6 +237,11 @@ def test_values_schema_rejects_mistakes(chart, helm):
         {"podSecurity": {"uid": 0}},                         # root
         {"networkPolicy": {"extraEgress": [{}]}},           # would allow all egress
         {"prometheusRule": {"tweetQueueMin": "five"}},
+        {"cronJobs": {"x": {"secretFiles": [{"secretName": "s"}]}}},    # where to mount it?
+        {"cronJobs": {"x": {"secretFiles": [{"secretName": "s", "mountPath": "relative"}]}}},
+        {"admissionPolicy": {"validationActions": ["Block"]}},
+        {"admissionPolicy": {"extraImages": ["docker.io/library/python:3.12"]}},  # a repository, no tag
+        {"namespace": {"podSecurity": "strict"}},
     ]
     for values in mistakes:
         with pytest.raises(helm.HelmValuesError):
@@ -264,7 +273,7 @@ def test_objects_are_namespaced_and_labelled(rendered, scenario):
         meta = obj["metadata"]
         # The custom scenario puts the dashboard where Grafana's sidecar looks (dashboard.namespace).
         moved = scenario == "custom" and meta["name"].endswith("-dashboard")
-        cluster_scoped = obj["kind"] in ("ClusterRole", "ClusterRoleBinding")
+        cluster_scoped = obj["kind"] in CLUSTER_SCOPED
         assert meta.get("namespace") == (None if cluster_scoped else "monitoring" if moved else namespace), \
             f"{obj['kind']}/{meta['name']}"
         labels = meta["labels"]
@@ -275,20 +284,24 @@ def test_objects_are_namespaced_and_labelled(rendered, scenario):
         assert labels["app.kubernetes.io/version"] == "0.1.0"
         # The one cluster-scoped grant (reading ClusterTrainingRuntimes) is checked in test_rbac_is_least_privilege.
         assert not obj["kind"].startswith("Cluster") or cluster_scoped, f"cluster-scoped {obj['kind']} rendered"
+        if cluster_scoped and obj["kind"] != "Namespace":  # unique per namespace and release
+            assert meta["name"].startswith(f"{namespace}-{release}"), meta["name"]
         assert obj["kind"] != "Namespace"
 
 
 def test_default_render_has_the_expected_objects(rendered):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in rendered["defaults"])
-    assert kinds == [
+    policies = [(kind, f"reelworks-reelworks-{jobs}") for jobs in ("pytorchjobs", "tfjobs", "trainjobs")
+                for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")]
+    assert kinds == sorted([
         ("ClusterRole", "reelworks-reelworks-training-runtimes"),
         ("ClusterRoleBinding", "reelworks-reelworks-training-runtimes"),
         ("ConfigMap", "reelworks-config"), ("ConfigMap", "reelworks-dashboard"),
         ("CronJob", "reelworks-metrics-prune"), ("CronJob", "reelworks-tweeter"), ("NetworkPolicy", "reelworks"),
         ("NetworkPolicy", "reelworks-pipeline-steps"),
         ("PrometheusRule", "reelworks"), ("Role", "reelworks"), ("RoleBinding", "reelworks"),
-        ("ServiceAccount", "reelworks"),
-    ]
+        ("ServiceAccount", "reelworks"), *policies,
+    ])
 
 
 # --------------------------------------------------------------------------- pods
@@ -340,10 +353,10 @@ def test_pod_security_follows_values(rendered):
     for _, spec in pod_specs(rendered["custom"]):
         sc = spec["securityContext"]
         assert (sc["runAsUser"], sc["runAsGroup"], sc["fsGroup"]) == (20002, 20002, 20002)
-        assert spec["volumes"] == [{"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}]
+        assert spec["volumes"][0] == {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}
     for _, spec in pod_specs(rendered["defaults"]):
         assert spec["securityContext"]["runAsUser"] == UID
-        assert spec["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": "8Gi"}}]
+        assert spec["volumes"][0] == {"name": "scratch", "emptyDir": {"sizeLimit": "8Gi"}}
 
 
 def test_every_cronjob_pod_gets_s3_and_pushgateway_env(rendered):
@@ -395,10 +408,37 @@ def test_tweeter_cronjob_defaults(rendered):
     assert container["image"] == "ghcr.io/reelworks/reelworks-cpu:0.1.0"
     assert container["args"] == ["tweeter", "publish", "--queue", "s3://reelworks/plotbot/queue.jsonl"]
     assert "command" not in container, "the image's entrypoint is `reelworks`"
-    env = env_of(container)
-    for key in X_KEYS:
-        assert env[key] == {"secretKeyRef": {"name": "reelworks-x", "key": key}}
+    assert_x_credentials_mounted(cron, "reelworks-x")
     assert cron["metadata"]["labels"]["app.kubernetes.io/component"] == "tweeter"
+
+
+X_DIR = "/var/run/secrets/reelworks/x"
+
+
+def assert_x_credentials_mounted(cron, secret):
+    """The X Secret as read-only files (reelworks.tweeter reads REELWORKS_X_CREDENTIALS_DIR), never env."""
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = container_of(cron)
+    env = env_of(container)
+    assert env["REELWORKS_X_CREDENTIALS_DIR"] == X_DIR
+    assert not set(X_KEYS) & set(env), "X credentials as env vars"
+    assert not [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
+                and e["valueFrom"]["secretKeyRef"]["name"] == secret]
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"] == {"secretName": secret, "defaultMode": 0o440}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount == {"name": volume["name"], "mountPath": X_DIR, "readOnly": True}
+    assert pod["securityContext"]["fsGroup"] > 0, "0440 files are read through the pod's group"
+
+
+def test_cronjobs_mount_no_service_account_token(rendered):
+    """The chart's jobs never call the Kubernetes API: no token in them (the ServiceAccount keeps
+    automount on for Kubeflow steps, whose launcher needs it; see values.yaml)."""
+    crons = by_kind(rendered["defaults"], "CronJob")
+    assert len(crons) == 2
+    for cron in crons:
+        assert cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert one(rendered["defaults"], "ServiceAccount")["automountServiceAccountToken"] is True
 
 
 def test_custom_values_reach_the_cronjobs(rendered):
@@ -410,8 +450,7 @@ def test_custom_values_reach_the_cronjobs(rendered):
     assert container["image"] == "registry.example.com/ml/reelworks-cpu:1.2.3-rc1"
     assert container["imagePullPolicy"] == "Always"
     assert container["args"][-1] == "s3://tweets/queue.jsonl"
-    for key in X_KEYS:
-        assert env_of(container)[key] == {"secretKeyRef": {"name": "x-prod", "key": key}}
+    assert_x_credentials_mounted(tweeter, "x-prod")
     pod = tweeter["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
 
@@ -419,7 +458,8 @@ def test_custom_values_reach_the_cronjobs(rendered):
     job = nightly["spec"]["jobTemplate"]["spec"]
     pod = job["template"]["spec"]
     container = container_of(nightly)
-    assert container["image"] == "registry.example.com/ml/reelworks-torch:1.2.3-rc1"
+    # image.digests.torch is set: the digest, not the tag (the cpu tweeter above keeps its tag).
+    assert container["image"] == "registry.example.com/ml/reelworks-torch@sha256:" + "ab" * 32
     assert container["args"] == ["run", "posters", "--bucket", "films-prod"], "args go through tpl"
     assert nightly["spec"]["suspend"] is False
     assert job["backoffLimit"] == 0, "an entry's 0 must override the default, not fall back to it"
@@ -430,6 +470,7 @@ def test_custom_values_reach_the_cronjobs(rendered):
     assert container["resources"]["limits"] == {"memory": "16Gi", "nvidia.com/gpu": 1}
     assert env_of(container)["REELWORKS_PROGRESS"] == "0"
     assert not any(k.startswith("X_") for k in env_of(container)), "X credentials only where asked for"
+    assert [v["name"] for v in pod["volumes"]] == ["scratch"], "Secret files only where asked for"
 
 
 def test_cronjobs_can_be_disabled(chart):
@@ -501,11 +542,14 @@ def test_rbac_is_least_privilege(rendered):
     objects = rendered["defaults"]
     role = one(objects, "Role")
     rules = {(tuple(r["apiGroups"]), tuple(sorted(r["resources"]))): sorted(r["verbs"]) for r in role["rules"]}
+    # Exactly what the launchers call (tests/test_trainer.py records the Trainer path's calls):
+    # no delete, no watch, and pods only listed, their logs only read.
     assert rules == {
         (("trainer.kubeflow.org",), ("trainjobs",)): ["create", "get"],
         (("trainer.kubeflow.org",), ("trainingruntimes",)): ["get"],
-        (("kubeflow.org",), ("pytorchjobs", "tfjobs")): ["create", "delete", "get", "list", "watch"],
-        (("",), ("pods", "pods/log")): ["get", "list", "watch"],
+        (("kubeflow.org",), ("pytorchjobs", "tfjobs")): ["create", "get"],
+        (("",), ("pods",)): ["list"],
+        (("",), ("pods/log",)): ["get"],
     }
     cluster_role = one(objects, "ClusterRole")
     assert cluster_role["rules"] == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
@@ -543,6 +587,10 @@ def test_tweeter_deadline_outlasts_the_longest_publish(rendered):
     assert env["REELWORKS_JOB_DEADLINE_S"] == str(job["activeDeadlineSeconds"])
 
 
+PRIVATE_IPV4 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
+PRIVATE_IPV6 = ["fc00::/7", "fe80::/10"]
+
+
 def test_network_policy(rendered):
     policy = one(rendered["defaults"], "NetworkPolicy", RELEASE)["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "reelworks",
@@ -555,7 +603,9 @@ def test_network_policy(rendered):
     assert pushgateway["to"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
                                   "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus-pushgateway"}}}]
     assert https["ports"] == [{"port": 443, "protocol": "TCP"}]
-    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+    # "Anywhere" but private, link-local (cloud metadata) and CGNAT addresses.
+    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_IPV4}},
+                           {"ipBlock": {"cidr": "::/0", "except": PRIVATE_IPV6}}]
     for rule in policy["egress"]:
         assert rule.get("ports"), "every egress rule names its ports"
     # The policy selects the reelworks pods.
@@ -567,8 +617,8 @@ def test_network_policy(rendered):
 def test_network_policy_extra_egress(rendered):
     egress = one(rendered["custom"], "NetworkPolicy", RELEASE)["spec"]["egress"]
     https = egress[2]
-    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}},
-                           {"ipBlock": {"cidr": "::/0", "except": ["fd00::/8"]}}]
+    assert https["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_IPV4}},  # 169.254/16 once
+                           {"ipBlock": {"cidr": "::/0", "except": [*PRIVATE_IPV6, "fd00::/8"]}}]
     assert egress[3] == {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 9000, "protocol": "TCP"}]}
     assert egress[4] == {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "minio"}},
                                  "podSelector": {"matchLabels": {"app": "minio"}}}],
@@ -658,6 +708,10 @@ def test_network_policy_admits_a_kfp_steps_egress_and_blocks_the_rest(chart, tmp
                _in_namespace("kube-system", 8080, {"app": "metrics-server"}),
                _in_namespace(NAMESPACE, 8080, {"app": "other"}),
                {"ip": "93.184.216.34", "port": 80, "protocol": "TCP"},       # plain HTTP out
+               {"ip": "169.254.169.254", "port": 443, "protocol": "TCP"},    # cloud metadata
+               {"ip": "10.96.0.12", "port": 443, "protocol": "TCP"},         # an in-cluster HTTPS service
+               {"ip": "100.64.3.4", "port": 443, "protocol": "TCP"},         # CGNAT
+               {"ip": "fd00:ec2::254", "port": 443, "protocol": "TCP"},      # IPv6 metadata (unique-local)
                {"ip": "10.0.0.1", "port": 6443, "protocol": "TCP"}]          # the API server, not configured
     for other in blocked:
         assert not egress_allowed(default, step, other), other
@@ -821,3 +875,271 @@ def test_k8s_manifests_match_the_chart(helm):
     listed = kustomization["resources"]
     on_disk = sorted(p.name for p in (ROOT / "k8s").glob("*.yaml") if p.name != "kustomization.yaml")
     assert sorted(listed) == on_disk
+
+
+# --------------------------------------------------------------------------- images by digest
+
+
+def test_images_by_digest_with_the_tag_as_fallback(chart, helm):
+    digest = "sha256:" + "0123456789abcdef" * 4
+    objects = render(chart, {"image": {"digests": {"cpu": digest}}})
+    assert container_of(cronjob(objects, "tweeter"))["image"] == f"ghcr.io/reelworks/reelworks-cpu@{digest}"
+    # Pods are told the tag all the same: the pipelines they compile name images by tag.
+    assert env_of(container_of(cronjob(objects, "tweeter")))["REELWORKS_IMAGE_TAG"] == "0.1.0"
+    objects = render(chart, {"image": {"digests": {"torch": digest}}})
+    assert container_of(cronjob(objects, "tweeter"))["image"] == "ghcr.io/reelworks/reelworks-cpu:0.1.0"
+    for bad in ("sha256:abc", "md5:" + "0" * 64, digest.upper(), "latest"):
+        with pytest.raises(helm.HelmValuesError):
+            chart.validate_schema({"image": {"digests": {"cpu": bad}}})
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema({"image": {"digests": {"gpu": digest}}})
+
+
+# --------------------------------------------------------------------------- Pod Security
+
+
+def test_namespace_enforces_the_restricted_pod_security_standard(chart):
+    """k8s/ creates the namespace with the labels; Helm installs print the command that sets them."""
+    labels = {f"pod-security.kubernetes.io/{mode}{suffix}": value
+              for mode in ("enforce", "audit", "warn") for suffix, value in (("", "restricted"), ("-version", "latest"))}
+    namespace = one(render(chart, {"namespace": {"create": True}}), "Namespace")
+    assert namespace["metadata"]["name"] == NAMESPACE and labels.items() <= namespace["metadata"]["labels"].items()
+    plain = yaml.safe_load((ROOT / "k8s" / "namespace.yaml").read_text())
+    assert plain["kind"] == "Namespace" and labels.items() <= plain["metadata"]["labels"].items()
+    assert "namespace.yaml" in yaml.safe_load((ROOT / "k8s" / "kustomization.yaml").read_text())["resources"]
+    assert not by_kind(render(chart), "Namespace"), "Helm keeps its release record in the namespace: not its to create"
+    notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)["reelworks/templates/NOTES.txt"]
+    command = next(line for line in notes.splitlines() if "kubectl label" in line)
+    assert all(f"{key}={value}" in command for key, value in labels.items()), command
+
+
+# --------------------------------------------------------------------------- admission policies
+
+
+POLICY_KINDS = {"trainjobs": ("trainer.kubeflow.org/v1alpha1", "TrainJob"),
+                "pytorchjobs": ("kubeflow.org/v1", "PyTorchJob"), "tfjobs": ("kubeflow.org/v1", "TFJob")}
+
+
+def admission_policies(objects) -> dict[str, dict]:
+    """Job kind -> its ValidatingAdmissionPolicy."""
+    found = {}
+    for policy in by_kind(objects, "ValidatingAdmissionPolicy"):
+        (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+        (resource,) = rule["resources"]
+        api_version, kind = POLICY_KINDS[resource]
+        assert rule["apiGroups"] == [api_version.split("/")[0]] and rule["apiVersions"] == [api_version.split("/")[1]]
+        assert sorted(rule["operations"]) == ["CREATE", "UPDATE"]
+        found[kind] = policy
+    assert sorted(found) == ["PyTorchJob", "TFJob", "TrainJob"]
+    return found
+
+
+def test_admission_policies_are_bound_to_the_release_namespace(rendered):
+    for scenario, actions in (("defaults", ["Deny"]), ("custom", ["Warn", "Audit"])):
+        objects = rendered[scenario]
+        for policy in admission_policies(objects).values():
+            assert policy["spec"]["failurePolicy"] == "Fail"
+            assert policy["spec"]["matchConstraints"]["matchPolicy"] == "Equivalent"
+            binding = one(objects, "ValidatingAdmissionPolicyBinding", policy["metadata"]["name"])
+            assert binding["spec"] == {
+                "policyName": policy["metadata"]["name"], "validationActions": actions,
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}}}
+    assert not by_kind(rendered["minimal"], "ValidatingAdmissionPolicy")
+
+
+def test_admission_policy_field_paths_exist_in_the_crds(rendered):
+    """Every field a CEL expression reads is in the upstream CRD schema of its kind (a misspelt
+    path would make `has()` false forever, and the rule pass everything); and the rules do read
+    the fields that carry images and Secrets."""
+    from tests import crds
+
+    for kind, policy in admission_policies(rendered["defaults"]).items():
+        api_version = policy["spec"]["matchConstraints"]["resourceRules"][0]["apiGroups"][0] + "/" + \
+            policy["spec"]["matchConstraints"]["resourceRules"][0]["apiVersions"][0]
+        paths = crds.FieldPaths(crds.schema(api_version, kind))
+        for variable in policy["spec"]["variables"]:
+            paths.add_variable(variable["name"], variable["expression"])
+        for validation in policy["spec"]["validations"]:
+            paths.resolve(validation["expression"])
+        assert not paths.missing, f"{kind}: CEL reads fields its CRD does not have: {sorted(paths.missing)}"
+        pod = ("object.spec.runtimePatches[*].trainingRuntimeSpec.template.spec.replicatedJobs[*].template.spec"
+               ".template.spec" if kind == "TrainJob" else
+               f"object.spec.{'pytorchReplicaSpecs' if kind == 'PyTorchJob' else 'tfReplicaSpecs'}[*].template.spec")
+        expected = {f"{pod}.containers[*].env[*].valueFrom.secretKeyRef.name", f"{pod}.volumes[*].secret.secretName",
+                    f"{pod}.volumes[*].projected.sources[*].secret.name", f"{pod}.volumes[*].image.reference",
+                    f"{pod}.imagePullSecrets[*].name", f"{pod}.serviceAccountName",
+                    f"{pod}.volumes[*].csi.nodePublishSecretRef.name"}
+        if kind == "TrainJob":
+            expected |= {"object.spec.trainer.image", "object.spec.trainer.env[*].valueFrom.secretKeyRef.name",
+                         "object.spec.initializer.dataset.secretRef.name", "object.spec.initializer.model.secretRef.name"}
+        else:
+            expected |= {f"{pod}.{containers}[*].{field}" for containers in ("containers", "initContainers", "ephemeralContainers")
+                         for field in ("image", "envFrom[*].secretRef.name", "env[*].valueFrom.secretKeyRef.name")}
+        assert expected <= paths.paths, f"{kind}: not checked: {sorted(expected - paths.paths)}"
+    # The check itself catches a misspelt field.
+    misspelt = crds.FieldPaths(crds.schema("kubeflow.org/v1", "PyTorchJob"))
+    misspelt.resolve("object.spec.pytorchReplicaSpecs.all(r, object.spec.pytorchReplicaSpecs[r].template.spec"
+                     ".containers.all(c, c.envfrom.size() == 0))")
+    assert misspelt.missing == {"object.spec.pytorchReplicaSpecs[*].template.spec.containers[*].envfrom"}
+
+
+def _evaluate(policy: dict, obj: dict) -> list[str]:
+    """The messages of the validations `obj` fails, as the API server evaluates them (an error
+    counts as a failure: failurePolicy Fail)."""
+    import celpy
+
+    environment = celpy.Environment()
+
+    def run(expression, activation):
+        try:
+            return environment.program(environment.compile(expression)).evaluate(activation)
+        except celpy.CELEvalError as exc:
+            return exc
+
+    variables = celpy.celtypes.MapType({})
+    activation = {"object": celpy.json_to_cel(obj), "variables": variables}
+    for variable in policy["spec"]["variables"]:
+        value = run(variable["expression"], activation)
+        assert not isinstance(value, Exception), f"variables.{variable['name']}: {value}"
+        variables[celpy.celtypes.StringType(variable["name"])] = value
+    failed = []
+    for validation in policy["spec"]["validations"]:
+        result = run(validation["expression"], activation)
+        if result is not True and result != celpy.celtypes.BoolType(True):
+            failed.append(validation["message"])
+    return failed
+
+
+def _launcher_jobs(image: str) -> dict[str, dict]:
+    """What reelworks' own launchers submit, built by their real code."""
+    from reelworks import trainer, training_operator
+
+    command = ["torchrun", "-m", "reelworks.plots.train", "--config", "s3://b/run/config.json"]
+    return {
+        "TrainJob": trainer.train_job("plots-train-a1", image, command, nodes=2, gpus_per_node=1, namespace=NAMESPACE),
+        "PyTorchJob": training_operator.to_dict(training_operator.pytorch_job(
+            "plots-train-b2", image, command, workers=2, gpus_per_worker=1, namespace=NAMESPACE)),
+        "TFJob": training_operator.to_dict(training_operator.tf_job(
+            "posters-train-c3", image.replace("torch", "tf"), ["reelworks", "posters", "train"], workers=2,
+            chief=True, namespace=NAMESPACE)),
+    }
+
+
+def _pods(kind: str, job: dict) -> list[dict]:
+    if kind == "TrainJob":
+        return [j["template"]["spec"]["template"]["spec"] for patch in job["spec"]["runtimePatches"]
+                for j in patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]]
+    replicas = job["spec"]["pytorchReplicaSpecs" if kind == "PyTorchJob" else "tfReplicaSpecs"]
+    return [replica["template"]["spec"] for replica in replicas.values()]
+
+
+def _secret_env(name: str) -> dict:
+    return {"name": "LEAK", "valueFrom": {"secretKeyRef": {"name": name, "key": "X_API_KEY"}}}
+
+
+def test_admission_policies_admit_the_launchers_jobs_and_refuse_others(rendered, monkeypatch):
+    """The CEL rules evaluated by a real CEL implementation (cel-python) on the jobs reelworks'
+    own launchers build, and on the same jobs changed the ways the policy must refuse."""
+    _tool("celpy")
+    from reelworks import settings
+
+    for name in ("REELWORKS_IMAGE_REGISTRY", "REELWORKS_IMAGE_TAG", "REELWORKS_K8S_S3_SECRET",
+                 "REELWORKS_K8S_SERVICE_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    policies = admission_policies(rendered["defaults"])
+    image_rule, secret_rule, account_rule = (v["message"] for v in policies["TrainJob"]["spec"]["validations"])
+    assert "may only run" in image_rule and "no Secret but reelworks-s3" in secret_rule
+    jobs = _launcher_jobs(settings.image("torch"))
+    for kind, job in jobs.items():
+        assert _evaluate(policies[kind], job) == [], f"the launchers' own {kind} is refused"
+        digest = copy.deepcopy(job)  # by digest is as good as by tag
+        if kind == "TrainJob":
+            digest["spec"]["trainer"]["image"] = "ghcr.io/reelworks/reelworks-torch@sha256:" + "0" * 64
+        else:
+            _pods(kind, digest)[0]["containers"][0]["image"] = "ghcr.io/reelworks/reelworks-torch@sha256:" + "0" * 64
+        assert _evaluate(policies[kind], digest) == []
+
+    def refused(kind, change) -> list[str]:
+        job = copy.deepcopy(jobs[kind])
+        change(job, _pods(kind, job)[0])
+        return [message.split(" ", 2)[2] for message in _evaluate(policies[kind], job)]  # without "a <kind>"
+
+    image = "may only run the reelworks images"
+    secrets = ["may reference no Secret but reelworks-s3 (and none for image pulls)"]
+    account = ["pods run as service account reelworks"]
+    for kind in ("PyTorchJob", "TFJob"):
+        def foreign(job, pod):
+            pod["containers"][0]["image"] = "docker.io/library/python:3.12"
+        def lookalike(job, pod):  # a longer repository name that starts with the project's
+            pod["containers"][0]["image"] = "ghcr.io/reelworks/reelworks-torch-tools:1"
+        def untagged(job, pod):
+            pod["containers"][0]["image"] = "ghcr.io/reelworks/reelworks-torch"
+        def init_container(job, pod):
+            pod["initContainers"] = [{"name": "fetch", "image": "busybox:1"}]
+        for change in (foreign, lookalike, untagged, init_container):
+            assert [m for m in refused(kind, change) if image in m], (kind, change.__name__)
+        def env_secret(job, pod):
+            pod["containers"][0]["env"].append(_secret_env("reelworks-x"))
+        def env_from(job, pod):
+            pod["containers"][0]["envFrom"] = [{"secretRef": {"name": "reelworks-x"}}]
+        def secret_volume(job, pod):
+            pod["volumes"].append({"name": "x", "secret": {"secretName": "reelworks-x"}})
+        def projected(job, pod):
+            pod["volumes"].append({"name": "x", "projected": {"sources": [{"secret": {"name": "reelworks-x"}}]}})
+        def csi(job, pod):
+            pod["volumes"].append({"name": "x", "csi": {"driver": "secrets-store.csi.k8s.io",
+                                                        "nodePublishSecretRef": {"name": "reelworks-x"}}})
+        def pull_secret(job, pod):
+            pod["imagePullSecrets"] = [{"name": "reelworks-x"}]
+        for change in (env_secret, env_from, secret_volume, projected, csi, pull_secret):
+            assert refused(kind, change) == secrets, (kind, change.__name__)
+        def other_account(job, pod):
+            pod["serviceAccountName"] = "kubeflow-pipelines-admin"
+        assert refused(kind, other_account) == account
+        # The S3 Secret itself stays usable every way.
+        def s3_every_way(job, pod):
+            pod["containers"][0]["envFrom"] = [{"secretRef": {"name": "reelworks-s3"}}]
+            pod["volumes"].append({"name": "s3", "secret": {"secretName": "reelworks-s3"}})
+        assert refused(kind, s3_every_way) == []
+
+    def trainer_image(job, pod):
+        job["spec"]["trainer"]["image"] = "docker.io/pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime"
+    def runtime_image(job, pod):  # no image of its own: the runtime's, which the policy cannot vouch for
+        del job["spec"]["trainer"]["image"]
+    def image_volume(job, pod):
+        pod["volumes"].append({"name": "tools", "image": {"reference": "docker.io/evil/tools:1"}})
+    for change in (trainer_image, runtime_image, image_volume):
+        assert [m for m in refused("TrainJob", change) if image in m], change.__name__
+    def trainer_env(job, pod):
+        job["spec"]["trainer"]["env"].append(_secret_env("reelworks-x"))
+    def patch_env(job, pod):
+        pod["containers"][0]["env"] = [_secret_env("reelworks-llm")]
+    def patch_volume(job, pod):
+        pod["volumes"].append({"name": "x", "secret": {"secretName": "reelworks-x"}})
+    def initializer(job, pod):
+        job["spec"]["initializer"] = {"dataset": {"storageUri": "hf://x/y", "secretRef": {"name": "hf-token"}}}
+    for change in (trainer_env, patch_env, patch_volume, initializer):
+        assert refused("TrainJob", change) == secrets, change.__name__
+    def patch_account(job, pod):
+        pod["serviceAccountName"] = "default"
+    assert refused("TrainJob", patch_account) == account
+
+
+def test_admission_policy_follows_values(rendered):
+    """Another registry, extra images and pull secrets (the custom scenario)."""
+    _tool("celpy")
+    policies = admission_policies(rendered["custom"])
+    jobs = _launcher_jobs("registry.example.com/ml/reelworks-torch:1.2.3-rc1")
+    for kind, job in jobs.items():
+        for pod in _pods(kind, job):
+            pod["imagePullSecrets"] = [{"name": "regcred"}]
+        for env in (job["spec"]["trainer"]["env"] if kind == "TrainJob" else
+                    [e for pod in _pods(kind, job) for e in pod["containers"][0]["env"]]):
+            if "secretKeyRef" in env.get("valueFrom", {}):
+                env["valueFrom"]["secretKeyRef"]["name"] = "minio-creds"
+        assert _evaluate(policies[kind], job) == [], kind
+    job = copy.deepcopy(jobs["PyTorchJob"])
+    _pods("PyTorchJob", job)[0]["initContainers"] = [{"name": "t", "image": "registry.example.com/ml/tools:7"}]
+    assert _evaluate(policies["PyTorchJob"], job) == []
+    _pods("PyTorchJob", job)[0]["containers"][0]["image"] = "ghcr.io/reelworks/reelworks-torch:0.1.0"  # the default registry
+    assert len(_evaluate(policies["PyTorchJob"], job)) == 1

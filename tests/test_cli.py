@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer.main
@@ -139,6 +141,111 @@ def test_missing_s3_credentials_is_one_line(tmp_path, s3_server):
     result = reelworks("plots", "prep", "--input", "s3://bucket/movies.csv", "--output", str(tmp_path / "out"),
                        env=env)
     assert_one_line_error(result, "error:", "no S3 credentials")
+
+
+# --------------------------------------------------------------------------- reelworks run --local
+
+# `  detect-shots [0]     ok     1.2 s`: a step (its ParallelFor iteration in brackets), status, seconds.
+STEP_LINE = re.compile(r"^  (?P<name>\S+(?: \[\d+\])?) +(?P<status>ok|FAILED) +\d+\.\d s$")
+
+
+def links_of(page: Path) -> set[Path]:
+    """The files an HTML page's href and src attributes point to."""
+    from html.parser import HTMLParser
+    from urllib.parse import unquote
+
+    found = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.extend(value for name, value in attrs if name in ("href", "src") and value)
+
+    Links().feed(page.read_text())
+    return {(page.parent / unquote(link)).resolve() for link in found}
+
+
+def test_a_local_run_prints_a_line_per_step_then_what_it_made_and_its_index(tmp_path):
+    """The cheapest pipeline end to end: moviegoer on one 3-second film (8 steps, ~15 s)."""
+    from reelworks.films.samples import synthetic_film
+
+    film = synthetic_film(tmp_path / "film.mp4", shots=3, shot_s=1.0, size=(160, 96))
+    root = tmp_path / "root"
+    result = reelworks("run", "moviegoer", "--pipeline-root", str(root), "--param", f'films=["{film}"]',
+                       "--param", f"output={tmp_path / 'reports'}", "--param", "every=1.0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "\x1b[" not in result.stdout + result.stderr, "colour codes in output that is not a terminal"
+    assert "KFP Executor" not in result.stdout + result.stderr and "Executing task" not in result.stdout
+    (run,) = [p.resolve() for p in root.iterdir()]
+    steps = sorted(p.parent.relative_to(run) for p in run.rglob("executor_output.json"))
+    lines = result.stdout.splitlines()
+    step_lines = [m for line in lines if (m := STEP_LINE.match(line))]
+    assert len(step_lines) == len(steps) == 8  # seven steps for the film, one summary
+    assert {m["name"] for m in step_lines} == {
+        f"{s.name} [0]" if s.parent.name == "for-loop-1-iteration-0" else s.name for s in steps}
+    assert {m["status"] for m in step_lines} == {"ok"}
+    for step in steps:  # each step's own output, in its log
+        assert "KFP Executor" in (run / "logs" / f"{step}.log").read_text()
+
+    # What it made: absolute paths of existing files, the film's report among them; the index last.
+    finished = next(i for i, line in enumerate(lines) if line.startswith("pipeline moviegoer finished"))
+    assert lines[-2] == f"logs:  {run / 'logs'}/" and lines[-1] == f"index: {run / 'index.html'}"
+    made = [Path(line.split()[-1]) for line in lines[finished + 1:-2]]
+    assert made and all(path.is_absolute() and path.is_file() for path in made)
+    assert run / "for-loop-1-iteration-0" / "dialogue-scenes" / "report" / "report.html" in made
+    linked = links_of(run / "index.html")
+    assert all(path.is_file() for path in linked)
+    assert set(made) | {run / "logs" / f"{step}.log" for step in steps} <= linked
+
+
+def test_a_local_run_into_s3_lists_what_it_made_by_s3_uri(tmp_path, s3_bucket, capsys):
+    """With an s3:// pipeline root the run's files (index and logs too) land there once it
+    succeeds, and the summary names them there."""
+    from reelworks import kubeflow, storage
+    from reelworks.films.samples import synthetic_film
+
+    film = synthetic_film(tmp_path / "film.mp4", shots=2, shot_s=1.0, size=(160, 96))
+    root = f"{s3_bucket}/pipeline-root"
+    kubeflow.run_local("moviegoer", {"films": [str(film)], "output": str(tmp_path / "reports"), "every": 1.0}, root)
+    lines = capsys.readouterr().out.splitlines()
+    index = lines[-1].removeprefix("index: ")
+    assert index.startswith(f"{root}/moviegoer-") and index.endswith("/index.html") and storage.exists(index)
+    made = [line.split()[-1] for line in lines[lines.index(next(l for l in lines if " finished in " in l)) + 1:-2]]
+    assert made and all(uri.startswith(root) and storage.exists(uri) for uri in made)
+    assert storage.exists(index.replace("index.html", "logs/summarize-films.log"))
+
+
+@pytest.mark.parametrize("pipeline, param, fragments", [
+    ("musicvideo", "audio={missing}", ("parameter audio=", "not found:", "missing.wav")),
+    ("musicvideo", "audio={text}", ("parameter audio=", "notes.txt is not audio")),
+    ("musicvideo", "fps=-3", ("parameter fps=-3.0:", "must be at least 0")),
+    ("moviegoer", 'films=["{missing}"]', ("parameter films:", "not found:", "missing.wav")),
+])
+def test_bad_inputs_are_one_line_naming_the_parameter_before_any_step(tmp_path, pipeline, param, fragments):
+    (tmp_path / "notes.txt").write_text("not a song\n")
+    root = tmp_path / "root"
+    value = param.format(missing=tmp_path / "missing.wav", text=tmp_path / "notes.txt")
+    result = reelworks("run", pipeline, "--pipeline-root", str(root), "--param", value)
+    assert result.returncode == 2
+    assert_one_line_error(result, "error:", *fragments)
+    assert result.stdout == "" and not root.exists()  # no step started, nothing written
+
+
+def test_a_failed_step_ends_the_run_with_its_own_error_and_log(tmp_path):
+    """A plan file that exists (the input check passes) but is not a plan: the plan step fails.
+    --verbose also shows what the steps print, still without colour codes in a pipe."""
+    plan = tmp_path / "prompts.csv"
+    plan.write_text("scene\nA storm over the harbour.\n")
+    result = reelworks("run", "musicvideo", "--verbose", "--pipeline-root", str(tmp_path / "root"),
+                       "--param", f"plan_from={plan}")
+    assert result.returncode == 1
+    assert_one_line_error(result, "error: pipeline 'musicvideo' failed at step plan-scenes:",
+                          "needs 'lyric' and 'prompt' columns")
+    log = Path(re.search(r"\(log: (\S+)\)$", result.stderr.strip())[1])
+    assert log.name == "plan-scenes.log" and "Traceback" in log.read_text()
+    assert "Inner task failed" not in result.stdout + result.stderr
+    assert "KFP Executor" in result.stdout and "needs 'lyric' and 'prompt' columns" in result.stdout
+    assert re.search(r"^  plan-scenes +FAILED", result.stdout, re.MULTILINE)
+    assert "\x1b[" not in result.stdout + result.stderr
 
 
 # --------------------------------------------------------------------------- a KFP API server

@@ -141,6 +141,42 @@ def test_400_is_not_retried(scripted_llm):
     assert len(scripted_llm.chat_requests) == 1
 
 
+def test_a_400_about_something_else_is_not_taken_as_unsupported_json_schema(scripted_llm):
+    scripted_llm.error(400, "This model's maximum context length is 2048 tokens; your prompt has 3100")
+    client = scripted_llm.client()
+    with pytest.raises(LLMError, match="maximum context length") as info:
+        client.json(ASK, PLAN)
+    assert "\n" not in str(info.value)
+    assert len(scripted_llm.chat_requests) == 1 and client.json_mode == "json_schema"  # no mode fallback
+
+
+@pytest.mark.parametrize("status, message", [
+    (400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model."),
+    (422, "structured output is not supported by this backend"),
+    (400, "schema not supported"),
+])
+def test_a_refusal_that_names_the_response_format_falls_back(scripted_llm, status, message):
+    scripted_llm.error(status, message).answer({"title": "A", "scenes": 1})
+    client = scripted_llm.client()
+    assert client.json(ASK, PLAN)["title"] == "A"
+    assert [b["response_format"]["type"] for b in scripted_llm.chat_requests] == ["json_schema", "json_object"]
+
+
+def test_messages_alternate_after_one_system_message(scripted_llm):
+    """Strict templates refuse [system, system, user] and user after user: the client merges them."""
+    scripted_llm.answer({"title": "A", "scenes": 1}).answer("fine")
+    client = scripted_llm.client()
+    client.json([{"role": "system", "content": "You plan videos."}, {"role": "system", "content": "Be brief."},
+                 {"role": "user", "content": "Lyrics: rain."}, {"role": "user", "content": "Plan it."}], PLAN)
+    client.chat([{"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Hi."}])
+    first, second = (b["messages"] for b in scripted_llm.chat_requests)
+    assert [m["role"] for m in first] == ["system", "user"]
+    assert first[0]["content"].startswith("You plan videos.\n\nBe brief.\n\n") and '"scenes"' in first[0]["content"]
+    assert first[1]["content"] == "Lyrics: rain.\n\nPlan it."
+    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert scripted_llm.refused == 0
+
+
 def test_cut_off_answer_is_a_clear_error(scripted_llm):
     scripted_llm.answer('{"title": "Half', finish_reason="length")
     with pytest.raises(LLMError, match=r"cut off at max_tokens=16 \(finish_reason=length\)"):
@@ -184,6 +220,37 @@ def test_transcript_is_saved_without_the_key(scripted_llm, tmp_path, caplog):
     assert scripted_llm.requests[-1]["headers"]["authorization"] == f"Bearer {KEY}"  # it was sent
 
 
+def test_url_credentials_stay_out_of_transcript_logs_and_errors(scripted_llm, unused_port, tmp_path, caplog,
+                                                                capfd, monkeypatch):
+    """A base URL with user:password@ (sent as Basic auth) or ?api-key=: the endpoint is shown
+    without them in the transcript, the logs, the errors and repr()."""
+    from reelworks.progress import setup_logging
+
+    password, token = "Pw-5Kc1SecretUrlPassword", "qk-8Jd4SecretQueryKey"
+    monkeypatch.setenv("REELWORKS_LLM_API_KEY", KEY)
+    setup_logging("DEBUG")
+    caplog.set_level(logging.DEBUG)
+    scripted_llm.error(503, "busy").answer("Hello.")
+    client = LLMClient(scripted_llm.url.replace("http://", f"http://reel:{password}@"), None, KEY, backoff=0.01)
+    assert client.chat(ASK) == "Hello."
+    assert scripted_llm.requests[-1]["headers"]["authorization"].startswith("Basic ")  # the password was used
+    client.save_transcript(str(tmp_path / "transcript.json"))
+    transcript = (tmp_path / "transcript.json").read_text()
+    assert json.loads(transcript)["endpoint"] == scripted_llm.url.replace("http://", "http://<redacted>@")
+
+    unreachable = LLMClient(f"http://reel:{password}@127.0.0.1:{unused_port}/v1?api-key={token}", "m", KEY,
+                            max_retries=1, backoff=0.01)
+    with pytest.raises(LLMError) as info:
+        unreachable.chat(ASK)
+    unreachable.save_transcript(str(tmp_path / "unreachable.json"))
+    captured = capfd.readouterr()
+    everything = (transcript + (tmp_path / "unreachable.json").read_text() + caplog.text + captured.out
+                  + captured.err + str(info.value) + repr(client) + repr(unreachable))
+    assert "retry 1 of 1" in caplog.text and "api-key=<redacted>" in str(info.value)
+    for secret in (password, token, KEY):
+        assert secret not in everything, secret
+
+
 def test_transcript_goes_to_s3(scripted_llm, s3_bucket):
     from reelworks import storage
 
@@ -201,18 +268,52 @@ def test_transcript_goes_to_s3(scripted_llm, s3_bucket):
 TITLE = {"type": "object", "properties": {"title": {"type": "string", "minLength": 1}}, "required": ["title"]}
 
 
-@pytest.mark.slow
-def test_real_model_answers_schema_valid_json(llm_server, tmp_path):
-    """SmolLM2-135M-Instruct behind `transformers serve`: a real answer, parsed, repaired as
-    needed and validated here (that server ignores response_format)."""
-    client = llm_server.client(max_retries=1)
-    # One worked example: how small models are steered into a format.
-    messages = [{"role": "user", "content": "Plot: five retired thieves rob the bank that ruined their town."},
-                {"role": "assistant", "content": '{"title": "Heist at Dawn"}'},
-                {"role": "user", "content": "Plot: a lonely robot keeps a lighthouse burning."}]
-    answer = client.json(messages, TITLE, name="film", max_tokens=32)
-    assert isinstance(answer["title"], str) and answer["title"].strip() and answer["title"] != "Heist at Dawn"
+def test_real_model_answers_schema_valid_json(llamacpp_server, tmp_path):
+    """SmolLM2-135M-Instruct behind llama.cpp's server with a strict chat template: a caller's
+    own system message beside the client's schema instruction goes out as one system message,
+    the server takes json_schema (grammar-enforced) and nothing is refused."""
+    client = llamacpp_server.client(max_retries=1)
+    messages = [{"role": "system", "content": "You name films."},
+                {"role": "user", "content": "Plot: a lonely robot keeps a lighthouse burning. Name the film."}]
+    answer = client.json(messages, TITLE, name="film", max_tokens=48)
+    assert isinstance(answer["title"], str) and answer["title"].strip()
     client.save_transcript(str(tmp_path / "transcript.json"))
-    exchange = json.loads((tmp_path / "transcript.json").read_text())["exchanges"][-1]
+    saved = json.loads((tmp_path / "transcript.json").read_text())
+    exchange = saved["exchanges"][-1]
+    assert len(saved["exchanges"]) == 1 and saved["json_mode"] == "json_schema"
     assert exchange["outcome"] == "ok" and exchange["parsed"] == answer
     assert exchange["response"]["finish_reason"] == "stop"
+    sent = exchange["request"]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert sent[0]["content"].startswith("You name films.") and '"title"' in sent[0]["content"]
+
+
+def test_strict_server_refuses_two_system_messages(llamacpp_server):
+    """The fixture really is strict: [system, system, user] is a 400, as vLLM and llama.cpp with
+    Mistral- or Gemma-style templates answer (raw HTTP: the client would merge them)."""
+    import urllib.error
+    import urllib.request
+
+    body = {"model": llamacpp_server.model, "max_tokens": 4,
+            "messages": [{"role": "system", "content": "a"}, {"role": "system", "content": "b"},
+                         {"role": "user", "content": "hi"}]}
+    request = urllib.request.Request(f"{llamacpp_server.url}/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=60)
+    assert info.value.code == 400 and "roles must alternate" in info.value.read().decode()
+
+
+def test_poster_prompt_from_the_strict_server(llamacpp_server):
+    """The posters' prompt call (its own system message plus the schema instruction) gets a valid
+    answer from the strict server, in json_schema mode, nothing refused."""
+    from reelworks.posters.from_plots import llm_prompt
+    from reelworks.tweeter.queue import QueueItem
+
+    client = llamacpp_server.client(max_retries=0, timeout=600)
+    item = QueueItem(title="The Last Lighthouse", plot="A keeper guards the last lighthouse on a drowned coast.",
+                     genres=["Drama"])
+    prompt, negative = llm_prompt(client, item)
+    assert prompt.strip() and isinstance(negative, str)
+    assert [a["status"] for e in client.transcript for a in e["attempts"]] == [200]
+    assert client.json_mode == "json_schema"

@@ -113,13 +113,31 @@ def test_gateway_down_warns_once_and_job_succeeds(caplog):
     assert len(warnings) == 1 and "could not push metrics" in warnings[0].getMessage()
 
 
-def test_no_gateway_configured_warns_once(caplog, monkeypatch):
+def test_no_gateway_configured_warns_once_per_process(caplog, monkeypatch):
+    from reelworks import metrics
+
     monkeypatch.delenv("REELWORKS_PUSHGATEWAY_URL", raising=False)
+    monkeypatch.delenv(metrics.QUIET_UNCONFIGURED_ENV, raising=False)
+    monkeypatch.setattr(metrics, "_said_unconfigured", False)  # as in a fresh process
     with caplog.at_level(logging.WARNING, logger="reelworks.metrics"):
         with job_metrics("tweeter", run="y"):
             pass
+        with job_metrics("tweeter_dry_run", run="y"):  # a second job of the same process
+            pass
     messages = [r.getMessage() for r in caplog.records if r.name == "reelworks.metrics"]
     assert messages == ["REELWORKS_PUSHGATEWAY_URL is not set: metrics are not pushed"]
+
+
+def test_the_steps_of_a_local_run_do_not_say_the_gateway_is_not_set(caplog, monkeypatch):
+    from reelworks import metrics
+
+    monkeypatch.delenv("REELWORKS_PUSHGATEWAY_URL", raising=False)
+    monkeypatch.setenv(metrics.QUIET_UNCONFIGURED_ENV, "1")  # what kubeflow.run_local gives its steps
+    monkeypatch.setattr(metrics, "_said_unconfigured", False)
+    with caplog.at_level(logging.WARNING, logger="reelworks.metrics"):
+        with job_metrics("plots_prep", run="z") as m:
+            assert m.push() is False
+    assert not [r for r in caplog.records if r.name == "reelworks.metrics"]
 
 
 def test_gateway_url_from_environment(pushgateway, read_pushgateway, monkeypatch):

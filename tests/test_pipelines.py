@@ -280,3 +280,71 @@ def test_llm_steps_read_the_endpoint_and_an_optional_key(name, step):
     assert {"REELWORKS_LLM_BASE_URL", "REELWORKS_LLM_MODEL"} <= mapped
     others = [n for n, c in platform_executors(compiled(name)).items() if n != step]
     assert not any(kubeflow.LLM_SECRET in _secret_names(platform_executors(compiled(name))[n]) for n in others)
+
+
+# --------------------------------------------------------------------------- input checks, local runs
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_every_pipeline_checks_its_inputs_by_parameter_name(name):
+    """INPUT_CHECKS (kubeflow.check_inputs) name parameters the pipeline has: a misspelt name
+    would silently check nothing."""
+    entry = kubeflow.get_pipeline(name)
+    checks = entry.input_checks
+    assert checks and set(checks) <= set(entry.input_types())
+
+
+def test_input_checks_name_the_parameter_and_the_problem(tmp_path):
+    from reelworks.errors import ReelworksError
+    from reelworks.musicvideo.song import write_demo_song
+
+    write_demo_song(str(tmp_path / "song"))
+    good = {"audio": str(tmp_path / "song" / "song.wav"), "lyrics": str(tmp_path / "song" / "song.lrc")}
+    entry = kubeflow.get_pipeline("musicvideo")
+    kubeflow.check_inputs(entry, good)
+    kubeflow.check_inputs(entry, {**good, "fps": 0.0, "plan_from": ""})  # 0 and "": the defaults
+    (tmp_path / "notes.txt").write_text("not a song\n")
+    for bad, message in [({"audio": str(tmp_path / "notes.txt")}, "parameter audio=.*: notes.txt is not audio"),
+                         ({"lyrics": str(tmp_path)}, "parameter lyrics='.*': .* is a directory, expected a file"),
+                         ({"fps": -3.0}, r"parameter fps=-3.0: must be at least 0, got -3"),
+                         ({"snap": "bars"}, "parameter snap='bars': expected one of beats, onsets, none"),
+                         ({"batch_size": "many"}, "parameter batch_size='many': batch size must be a positive"),
+                         ({"energy": 2.0}, "parameter energy=2.0: must be between 0 and 1")]:
+        with pytest.raises(ReelworksError, match=message):
+            kubeflow.check_inputs(entry, {**good, **bad})
+    with pytest.raises(ReelworksError, match="pipeline 'musicvideo' needs --param audio="):
+        kubeflow.check_inputs(entry, {"lyrics": good["lyrics"]})
+    kubeflow.check_inputs(entry, {"fps": 2.0}, complete=False)  # the user's own values, before the defaults
+    with pytest.raises(ReelworksError, match="parameter fps=0.0: must be greater than 0"):
+        kubeflow.check_inputs(kubeflow.get_pipeline("t2v"), {"fps": 0.0}, complete=False)
+    with pytest.raises(ReelworksError, match=r"parameter ratio=3.0: ratio must be between 5 and 100"):
+        kubeflow.check_inputs(kubeflow.get_pipeline("posters"), {"ratio": 3.0}, complete=False)
+
+
+def test_a_failed_steps_cause_is_its_own_last_error():
+    """What `reelworks run` reports for a failed step, read from the step's log as kfp.local writes it."""
+    from reelworks.local_run import step_error
+
+    traceback = ("08:19:20.100 - INFO - Executing task 'song-timing'\n"
+                 "    [KFP Executor 2026-12-07 08:19:20,200 INFO]: Got executor_input:\n"
+                 "    Traceback (most recent call last):\n"
+                 "      File \"ephemeral_component.py\", line 14, in song_timing\n"
+                 "        raise ValueError('first')\n"
+                 "    ValueError: first\n"
+                 "    \n"
+                 "    During handling of the above exception, another exception occurred:\n"
+                 "    \n"
+                 "    Traceback (most recent call last):\n"
+                 "      File \"timing.py\", line 101, in build_timeline\n"
+                 "        raise ReelworksError(f\"--fps must be positive, got {fps}\")\n"
+                 "    reelworks.errors.ReelworksError: --fps must be positive, got -3.0\n"
+                 "\n08:19:20.473 - ERROR - Task \x1b[96m'song-timing'\x1b[0m finished with status "
+                 "\x1b[91mFAILURE\x1b[0m\n")
+    assert step_error(traceback) == "--fps must be positive, got -3.0"
+    assert step_error(traceback.replace("reelworks.errors.ReelworksError", "KeyError")) == \
+        "KeyError: --fps must be positive, got -3.0"
+    # a reelworks command the step ran printed its own error line: that is the cause
+    assert step_error("    worker 1: error: no GPU for rank 1\n    error: no GPU for rank 1\n" + traceback) == \
+        "no GPU for rank 1"
+    assert step_error("08:19:20.100 - INFO - Executing task 'x'\n    Killed\n"
+                      "08:19:21.100 - ERROR - Task 'x' finished with status FAILURE\n" + "-" * 80) == "Killed"

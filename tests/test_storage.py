@@ -125,12 +125,13 @@ def test_large_upload_goes_multipart_and_roundtrips(s3_bucket, tmp_path, monkeyp
         assert path.stat().st_size == len(data)
 
 
-def test_sync_down_refuses_keys_escaping_the_cache(s3_bucket, tmp_path):
-    loc = storage.parse(s3_bucket)
-    # S3 keys are free-form: a hostile one must not be written outside the target folder.
+def test_sync_down_refuses_keys_escaping_the_cache(lenient_s3, tmp_path):
+    loc = storage.parse(lenient_s3)
+    # S3 keys are free-form (AWS stores this one; SeaweedFS refuses it, hence moto): a hostile one
+    # must not be written outside the target folder.
     storage.s3_client().put_object(Bucket=loc.bucket, Key="model/../../evil.txt", Body=b"x")
     with pytest.raises(ReelworksError, match="escape"):
-        storage.sync_down(f"{s3_bucket}/model", tmp_path / "cache")
+        storage.sync_down(f"{lenient_s3}/model", tmp_path / "cache")
     assert not (tmp_path / "evil.txt").exists()
 
 
@@ -239,19 +240,29 @@ def test_concurrent_writers_of_one_path_never_share_a_temporary_file(s3_bucket, 
 @pytest.fixture
 def store_ignoring_if_none_match(s3_server, monkeypatch):
     """An S3 endpoint that drops the If-None-Match header on its way to the real S3 server, as
-    stores without conditional writes do; yields its bucket."""
+    stores without conditional writes do; yields its bucket. The header is signed, so the proxy
+    signs the request again (the server checks signatures)."""
     import http.client
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import urlparse
 
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     upstream = urlparse(s3_server)
+    signer = S3SigV4Auth(Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]), "s3",
+                         os.environ["AWS_REGION"])
 
     class Proxy(BaseHTTPRequestHandler):
         def _forward(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("if-none-match", "host")}
+            dropped = ("if-none-match", "host", "authorization", "x-amz-date")
+            request = AWSRequest(self.command, s3_server + self.path, data=body,
+                                 headers={k: v for k, v in self.headers.items() if k.lower() not in dropped})
+            signer.add_auth(request)
             conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
-            conn.request(self.command, self.path, body=body or None, headers=headers)
+            conn.request(self.command, self.path, body=body or None, headers=dict(request.headers.items()))
             answer = conn.getresponse()
             data = answer.read()
             self.send_response(answer.status)
@@ -310,3 +321,58 @@ def test_tweeter_refuses_its_ledger_on_such_a_store(store_ignoring_if_none_match
         main(["tweeter", "publish", "--queue", queue, "--dry-run"])
     assert exit_.value.code == 2
     assert "does not honour If-None-Match" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- file modes, batched deletes
+
+
+@pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)],
+                         ids=["umask-022", "umask-027"])
+def test_local_outputs_honour_the_umask(s3_bucket, tmp_path, umask, file_mode, dir_mode):
+    """Atomic writes go through temporary files (mkstemp: 0600, mkdtemp: 0700); what lands has the
+    mode any new file gets, so other readers of a shared volume can open it."""
+    storage.write_bytes(f"{s3_bucket}/remote.bin", b"remote")
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"local")
+    out = tmp_path / "out"
+    previous = os.umask(umask)
+    try:
+        storage.write_text(str(out / "report.html"), "<p>hi</p>")
+        assert storage.create_if_absent(str(out / "ledger/claim.json"), "{}")
+        storage.upload_file(source, str(out / "uploaded.bin"))
+        storage.download_file(f"{s3_bucket}/remote.bin", out / "downloaded.bin")
+        storage.copy(f"{s3_bucket}/remote.bin", str(out / "copied.bin"))
+        with storage.output_file(str(out / "video.mp4")) as path:
+            path.write_bytes(b"frames")
+        with storage.output_dir(str(out / "frames")) as folder:
+            (folder / "0.jpg").write_bytes(b"x")
+        storage.update_text(str(out / "queue.jsonl"), lambda text: text + "{}\n")
+    finally:
+        os.umask(previous)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert sorted(p.name for p in files) == ["0.jpg", "claim.json", "copied.bin", "downloaded.bin", "queue.jsonl",
+                                       "report.html", "uploaded.bin", "video.mp4"]
+    assert {p.relative_to(out).as_posix(): oct(p.stat().st_mode & 0o777) for p in files} == \
+        {p.relative_to(out).as_posix(): oct(file_mode) for p in files}
+    assert oct((out / "frames").stat().st_mode & 0o777) == oct(dir_mode)
+
+
+def test_delete_prefix_sends_one_request_per_batch_of_keys(s3_bucket, monkeypatch):
+    """One DeleteObjects request per batch (S3 takes 1000 keys; 2 here, so 5 objects make 3
+    requests), no per-key DELETE; objects beside the prefix (a folder whose name starts the same)
+    stay."""
+    monkeypatch.setattr(storage, "DELETE_BATCH", 2)
+    client = storage.s3_client()
+    for i in range(5):
+        storage.write_bytes(f"{s3_bucket}/run/ckpt/step-{i}.bin", b"x")
+    storage.write_text(f"{s3_bucket}/run/ckpt-old/keep.bin", "kept")
+    storage.write_text(f"{s3_bucket}/run/keep.json", "kept")
+    calls: list[str] = []
+    handler = lambda event_name, **_: calls.append(event_name.rsplit(".", 1)[-1])  # noqa: E731
+    client.meta.events.register("before-call.s3", handler)
+    try:
+        storage.delete_prefix(f"{s3_bucket}/run/ckpt")
+    finally:
+        client.meta.events.unregister("before-call.s3", handler)
+    assert calls.count("DeleteObjects") == 3 and "DeleteObject" not in calls
+    assert storage.list_keys(f"{s3_bucket}/run") == ["ckpt-old/keep.bin", "keep.json"]

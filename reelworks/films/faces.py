@@ -11,9 +11,12 @@ written whole. A film with no faces gives lines with `faces: []`, never an error
 """
 from __future__ import annotations
 
-import functools
 import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -23,6 +26,7 @@ from reelworks.metrics import job_metrics
 from reelworks.progress import track
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FACES = "faces.jsonl"
 # Tallest face height / frame height that reads as an MCU. Measured on the 555 labelled
@@ -43,15 +47,29 @@ class Face:
     kind: str = "frontal"  # frontal | profile
 
 
-@functools.lru_cache(maxsize=None)
-def _cascade(kind: str = "frontal"):
+_per_thread = threading.local()
+
+
+def cascade(filename: str):
+    """OpenCV's Haar cascade `filename` (in `cv2.data.haarcascades`), one per thread: a
+    CascadeClassifier is not thread-safe, and `map_stills` runs detection on every core."""
     import cv2
 
-    path = cv2.data.haarcascades + CASCADES[kind]
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV could not load its Haar cascade {path}")
-    return cascade
+    loaded = _per_thread.__dict__.setdefault("cascades", {})
+    if filename not in loaded:
+        path = cv2.data.haarcascades + filename
+        loaded[filename] = cv2.CascadeClassifier(path)
+        if loaded[filename].empty():
+            raise RuntimeError(f"OpenCV could not load its Haar cascade {path}")
+    return loaded[filename]
+
+
+def map_stills(func: Callable[[str], T], paths: Sequence[str], what: str) -> list[T]:
+    """`func(path)` for every still, in order, with a progress bar, on every core: OpenCV's
+    detectors release the GIL, so threads (each with its own cascades) run them side by side."""
+    workers = min(len(paths), os.cpu_count() or 1) or 1
+    with ThreadPoolExecutor(workers) as pool:
+        return list(track(pool.map(func, paths), what, total=len(paths), unit="still"))
 
 
 def _overlaps(a: Face, b: Face) -> bool:
@@ -77,7 +95,7 @@ def find_faces(image: np.ndarray, min_face: float = 0.06, profiles: bool = True)
     side = max(20, int(min_face * small.shape[0]))
 
     def detect(kind: str, img: np.ndarray, mirrored: bool = False) -> list[Face]:
-        boxes = _cascade(kind).detectMultiScale(img, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+        boxes = cascade(CASCADES[kind]).detectMultiScale(img, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
         out = []
         for x, y, w, h in (boxes if len(boxes) else []):
             if mirrored:

@@ -46,11 +46,9 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
 def load_image(uri: str, size: tuple[int, int] | None = None, gray: bool = False) -> np.ndarray:
     from PIL import Image
 
-    try:
-        image = Image.open(io.BytesIO(storage.read_bytes(uri)))
-        image = image.convert("L" if gray else "RGB")
-    except OSError as exc:
-        raise ReelworksError(f"{uri} is not an image: {exc}") from None
+    from reelworks.media import open_image
+
+    image = open_image(uri).convert("L" if gray else "RGB")
     if size:
         image = image.resize(size, Image.BILINEAR)
     return np.asarray(image)
@@ -65,10 +63,10 @@ class FrameFolder:
 
     @property
     def film(self) -> str:
-        return self.rows[0]["film"] if self.rows else film_name(self.uri.rstrip("/"))
+        return (self.rows[0].get("film") if self.rows else None) or film_name(self.uri.rstrip("/"))
 
     def path(self, row: dict) -> str:
-        return storage.join(self.uri, row["path"])
+        return storage.inside(self.uri, row["path"], f"frame in {MANIFEST}")
 
     def image(self, row: dict, size=None, gray=False) -> np.ndarray:
         return load_image(self.path(row), size=size, gray=gray)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reelworks import storage
+from reelworks import media, storage
 from reelworks.errors import NotFoundError, ReelworksError
 from reelworks.metrics import job_metrics
 from reelworks.progress import track
@@ -77,10 +77,15 @@ def read_labelled_frames(data_uri: str):
     unknown = sorted(set(table["shot_type"]) - set(SHOT_TYPES))
     if unknown:
         raise ReelworksError(f"unknown shot types in {data_uri}: {', '.join(unknown)}; expected {', '.join(SHOT_TYPES)}")
-    table["path"] = [str(root / f) for f in table["file"]]
+    # A row naming `../../etc/passwd` or an absolute path must not become a training frame.
+    table["path"] = [storage.inside(str(root), str(f), "labelled frame") for f in table["file"]]
     missing = [p for p in table["path"] if not os.path.isfile(p)]
     if missing:
         raise ReelworksError(f"{len(missing)} labelled frames are missing, e.g. {missing[0]}")
+    # The CNN's input pipeline decodes with TensorFlow, which has no pixel cap: every still's size
+    # is checked here from its header, against the cap all image loaders share.
+    for path in table["path"]:
+        media.open_image(path, load=False)
     if "film" not in table.columns:
         table["film"] = capture_groups(list(table["file"]))
     return table.reset_index(drop=True)
@@ -290,13 +295,13 @@ def load(uri: str) -> ShotModel:
     marker = storage.join(uri, MARKER)
     if not storage.exists(marker):
         raise NotFoundError(f"no finished shot classifier at {uri} (no {MARKER}): run `films train-shot-classifier`")
-    from reelworks.imageclf import training
-
     info = json.loads(storage.read_text(marker))
     if info.get("model_kind") == "features":
         from reelworks.films.shot_features import FeatureModel
 
         return ShotModel(None, info, features=FeatureModel.load(uri))
+    from reelworks.imageclf import training  # TensorFlow: only the CNN needs it
+
     model, _ = training.load(uri)
     fusion = Linear(**info["fusion"]) if info.get("fusion") else None
     face_model = Linear(**info["face_model"]) if info.get("face_model") else None
@@ -334,7 +339,7 @@ class TrainOptions:
 
 def train_shot_classifier(data_uri: str, output_uri: str, options: TrainOptions | None = None) -> dict:
     """Train, choose the threshold on validation, evaluate on the held-out test split."""
-    from reelworks.films.faces import face_record, is_mcu
+    from reelworks.films.faces import face_record, is_mcu, map_stills
     from reelworks.films.frames import load_image
 
     o = options or TrainOptions()
@@ -393,7 +398,7 @@ def train_shot_classifier(data_uri: str, output_uri: str, options: TrainOptions 
 
         # Faces on the full-size stills (the model's input is too small for Haar), every split:
         # the face model learns on the training split, the fusion on the validation split.
-        faces = [face_record(load_image(p)) for p in track(paths, "faces", total=len(paths), unit="still")]
+        faces = map_stills(lambda path: face_record(load_image(path)), paths, "faces")
         heights = np.array([f["face_height"] for f in faces])
         band = tune_band(heights[np.concatenate([train_idx, val_idx])], y[np.concatenate([train_idx, val_idx])],
                          o.max_fpr)
@@ -489,7 +494,7 @@ def cross_validate_features(x: np.ndarray, y: np.ndarray, heights: np.ndarray, f
 def _train_features(data_uri: str, output_uri: str, o: TrainOptions) -> dict:
     """`model_kind="features"`: boosted shot-scale features (see `shot_features`), judged on the
     same held-out test split as the CNN, plus k-fold cross-validated figures."""
-    from reelworks.films.faces import face_record, is_mcu
+    from reelworks.films.faces import face_record, is_mcu, map_stills
     from reelworks.films.frames import load_image
     from reelworks.films.shot_features import still_features
 
@@ -499,12 +504,13 @@ def _train_features(data_uri: str, output_uri: str, o: TrainOptions) -> dict:
         # No separate validation split is needed: the threshold comes from out-of-fold scores.
         fit_idx = np.sort(np.concatenate([remove_imbalance(train_idx, y, o.imbalance_removal, o.seed), val_idx]))
         paths = table["path"].to_numpy()
-        rows, heights = [], []
-        for path in track(paths, "shot features", total=len(paths), unit="still"):
+
+        def features_of(path: str) -> tuple[np.ndarray, float]:
             image = load_image(path)
             record = face_record(image)
-            rows.append(still_features(image, record))
-            heights.append(record["face_height"])
+            return still_features(image, record), record["face_height"]
+
+        rows, heights = zip(*map_stills(features_of, paths, "shot features"))
         x, heights = np.stack(rows), np.array(heights)
 
         groups = table["film"].to_numpy()

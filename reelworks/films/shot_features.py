@@ -15,8 +15,8 @@ boxes of the labelled stills are labels, never inputs):
 - HOG of a 64x64 gray thumbnail (the layout), reduced by PCA inside the model.
 
 `FeatureModel` is a scikit-learn pipeline (PCA on the HOG block, then a class-weighted
-`HistGradientBoostingClassifier`), saved with skops (no pickles: loading only accepts
-the scikit-learn / NumPy types listed in `_TRUSTED`).
+`HistGradientBoostingClassifier`), saved with skops (no pickles: loading trusts exactly the
+types listed in `TRUSTED_TYPES` and refuses a file that names any other).
 """
 from __future__ import annotations
 
@@ -31,18 +31,8 @@ MODEL_FILE = "features_model.skops"
 HOG_PCA = 16
 
 
-@functools.lru_cache(maxsize=None)
-def _cascade(name: str):
-    import cv2
-
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV could not load its Haar cascade {name}")
-    return cascade
-
-
-@functools.lru_cache(maxsize=None)
 def _hog():
+    """A HOG descriptor (cheap to make; one per call, so threads never share one)."""
     import cv2
 
     return cv2.HOGDescriptor((64, 64), (16, 16), (8, 8), (8, 8), 9)
@@ -57,7 +47,7 @@ def scalar_features(rgb: np.ndarray, record: dict | None = None) -> dict[str, fl
     """The named measurements of one RGB still (any size); `record`: its `face_record`, if known."""
     import cv2
 
-    from reelworks.films.faces import face_record
+    from reelworks.films.faces import cascade, face_record
 
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
@@ -73,12 +63,12 @@ def scalar_features(rgb: np.ndarray, record: dict | None = None) -> dict[str, fl
          "face_bottom": (faces[0][1] + faces[0][3]) / h if faces else -1,
          "face2_h": sorted(b[3] for b in faces)[-2] / h if len(faces) > 1 else 0,
          "face_area_sum": sum(b[2] * b[3] for b in faces) / (h * w)}
-    alt2 = _cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(eq, 1.1, 3, minSize=(16, 16))
+    alt2 = cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(eq, 1.1, 3, minSize=(16, 16))
     f["alt2_h"], f["alt2_n"] = max((b[3] for b in alt2), default=0) / h, len(alt2)
-    upper = _cascade("haarcascade_upperbody.xml").detectMultiScale(eq, 1.05, 3, minSize=(30, 30))
+    upper = cascade("haarcascade_upperbody.xml").detectMultiScale(eq, 1.05, 3, minSize=(30, 30))
     f["ub_h"], f["ub_n"] = max((b[3] for b in upper), default=0) / h, len(upper)
     f["ub_w"] = max((b[2] for b in upper), default=0) / w
-    eyes = _cascade("haarcascade_eye.xml").detectMultiScale(eq, 1.1, 5, minSize=(8, 8))
+    eyes = cascade("haarcascade_eye.xml").detectMultiScale(eq, 1.1, 5, minSize=(8, 8))
     f["eye_n"], f["eye_h"] = min(len(eyes), 6), max((b[3] for b in eyes), default=0) / h
     # Depth of field: where the image is sharp.
     g = cv2.resize(gray, (256, 192), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -157,18 +147,32 @@ class FeatureModel:
 
     @classmethod
     def load(cls, uri: str) -> "FeatureModel":
+        import zipfile
+
         from skops.io import get_untrusted_types, loads
 
-        data = storage.read_bytes(storage.join(uri, MODEL_FILE))
-        untrusted = get_untrusted_types(data=data)
-        unexpected = [t for t in untrusted if not t.startswith(_TRUSTED)]
-        if unexpected:
-            raise ReelworksError(f"{uri}/{MODEL_FILE} holds types outside scikit-learn/NumPy: {', '.join(unexpected)}")
-        return cls(loads(data, trusted=untrusted))
+        path = storage.join(uri, MODEL_FILE)
+        data = storage.read_bytes(path)
+        try:
+            untrusted = get_untrusted_types(data=data)
+            unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
+            if unexpected:
+                raise ReelworksError(f"refusing {path}: it holds types a shot-features model never does: "
+                                     f"{', '.join(repr(t[:80]) for t in unexpected[:5])}")
+            pipeline = loads(data, trusted=sorted(untrusted))
+        except (zipfile.BadZipFile, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReelworksError(f"{path} is not a readable skops model ({type(exc).__name__})") from None
+        if not hasattr(pipeline, "predict_proba"):
+            raise ReelworksError(f"{path} holds a {type(pipeline).__name__}, not a classifier pipeline")
+        return cls(pipeline)
 
 
-# Loading accepts only these modules' types (skops refuses anything it was not told to trust).
-_TRUSTED = ("sklearn.", "numpy.", "builtins.")
+# skops builds whatever type a file names (`builtins.eval` called on a string included) once it
+# is trusted, so loading trusts exactly the types our pipeline holds beyond skops' own safe
+# defaults (NumPy arrays, primitives, scikit-learn estimators and losses). Measured with
+# `skops.io.get_untrusted_types` on a trained `new_pipeline()` (skops 0.16, scikit-learn 1.9);
+# a new scikit-learn that needs another type fails loading with its name, to be added here.
+TRUSTED_TYPES = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
 
 
 def folds_of(y: np.ndarray, folds: int = 5, seed: int = 0, groups=None) -> list[tuple[np.ndarray, np.ndarray]]:

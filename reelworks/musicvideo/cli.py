@@ -43,9 +43,9 @@ def song(output: str = typer.Option(..., help="Folder or s3:// prefix for song.w
 def plan(lyrics: str = typer.Option(..., help="Lyrics: LRC (timed lines) or plain text, one line per lyric line."),
          output: str = typer.Option(..., help="Folder or s3:// prefix for plan.json, prompts.csv, report/."),
          brief: str = typer.Option("", help="What the video should be about or look like."),
-         rounds: int = typer.Option(3, help="Feedback rounds on the LLM's pitches."),
-         feedback: Optional[str] = typer.Option(None, help="Feedback file, one note per round (default: a script)."),
-         plan_from: Optional[str] = typer.Option(None, "--plan-from", help="A prompts.csv to use as is (no LLM)."),
+         rounds: int = typer.Option(3, help="At most this many feedback rounds on the LLM's pitches, one per line of --feedback."),
+         feedback: Optional[str] = typer.Option(None, help="Feedback file, one note per round (without one: no feedback rounds)."),
+         plan_from: Optional[str] = typer.Option(None, "--plan-from", help="An edited prompts.csv or plan.json to use as is (no LLM)."),
          sections: int = typer.Option(5, help="Sections of the plot."),
          llm: bool = typer.Option(True, "--llm/--no-llm", help="Use the configured LLM (REELWORKS_LLM_*), "
                                                                "else the deterministic template."),

@@ -8,13 +8,20 @@ Each frame is a function of its segment's two prompts and seeds and its position
   diffusers pipeline renders the batch from `prompt_embeds`/`negative_prompt_embeds`/`latents`;
 - batches are padded to the fixed batch size, so a frame's arithmetic never depends on which
   frames share its batch: a keyframe render (position 0) is bit-identical to the first frame
-  of its segment, and a rerun reproduces every frame exactly (at the same batch size).
+  of its segment, and a rerun reproduces every frame exactly (at the same batch size);
+- each frame gets its own generator, seeded with its segment's first keyframe's seed, for the
+  noise a stochastic scheduler (Euler ancestral, DDPM) adds at each step: the same along a
+  segment (no flicker from frame to frame), the same on every run;
+- a frame the safety checker blacks out is made again from the next seeds (`diffusion.run_batched`);
+  a CUDA out-of-memory halves the batch and renders the same frames again, never dropping one.
 
 Work goes in chunks of grid frames. A chunk's PNGs are written (atomically, by a writer
 thread while the device renders the next batch), then its manifest `chunks/NNNNN.json`
-(names and sha256) last. A restarted job skips chunks whose manifest is there and matches
-the settings, so a pre-empted GPU loses at most one chunk; `shard`/`shards` split the chunks
-over several workers (the pipeline's ParallelFor).
+(names and sha256) last, only once every frame of the chunk is written. `interpolate.json`
+(written first) names the run's fingerprint: every setting that changes pixels, the chunk
+size included. A restarted job skips chunks whose manifest carries that fingerprint, so a
+pre-empted GPU loses at most one chunk, and render reads only those manifests, never an
+older run's; `shard`/`shards` split the chunks over several workers (the pipeline's ParallelFor).
 """
 from __future__ import annotations
 
@@ -34,6 +41,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 16
 CPU_AUTO_BATCH = 8
+RUN_FILE = "interpolate.json"
+# Bump when the way a frame is made changes (2: per-frame generators, safety re-rolls).
+WALK_VERSION = 2
 
 
 # --------------------------------------------------------------------------- interpolation math
@@ -100,11 +110,16 @@ class Walker:
             cond, uncond = pipe.encode_prompt([k["prompt"] for k in keyframes], self.device, 1, True,
                                               negative_prompt=[k["negative_prompt"] for k in keyframes])
         self.cond, self.uncond = cond, uncond
-        shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-        self.noise = torch.cat([seed_noise(k["seed"], shape) for k in keyframes]).to(self.device)
+        self.seeds = [int(k["seed"]) for k in keyframes]
+        self.noise_shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor,
+                            width // pipe.vae_scale_factor)
+        self.noise = torch.cat([seed_noise(seed, self.noise_shape) for seed in self.seeds]).to(self.device)
 
-    def inputs(self, items: list[tuple[int, int, float]]):
-        """(prompt_embeds, negative_prompt_embeds, latents) for a batch, mixed on the device."""
+    def inputs(self, items: list[tuple]):
+        """(prompt_embeds, negative_prompt_embeds, latents) for a batch, mixed on the device.
+
+        An item is (keyframe a, keyframe b, position) or, made again after a safety-checker
+        hit, (a, b, position, reroll): its noise then comes from both seeds + reroll."""
         import torch
 
         a = torch.tensor([i[0] for i in items], device=self.device)
@@ -113,12 +128,27 @@ class Walker:
         mix = slerp if self.embeddings == "slerp" else lerp
         cond = mix(self.cond[a], self.cond[b], t)
         uncond = mix(self.uncond[a], self.uncond[b], t)
-        latents = slerp(self.noise[a], self.noise[b], t).to(self.dtype)
+        noise_a, noise_b = self.noise[a].clone(), self.noise[b].clone()
+        for row, item in enumerate(items):
+            if _reroll(item):
+                noise_a[row] = self._noise(item[0], _reroll(item))[0]
+                noise_b[row] = self._noise(item[1], _reroll(item))[0]
+        latents = slerp(noise_a, noise_b, t).to(self.dtype)
         return cond, uncond, latents
 
-    def render(self, items: list[tuple[int, int, float]]) -> list[np.ndarray]:
-        """HxWx3 uint8 frames for `items`; the batch is padded to `batch_size`."""
+    def _noise(self, keyframe: int, reroll: int):
+        return seed_noise(self.seeds[keyframe] + reroll, self.noise_shape).to(self.device)
+
+    def frame_seed(self, item: tuple) -> int:
+        """The seed of the frame's own generator: its segment's first keyframe's (+ its reroll)."""
+        return self.seeds[item[0]] + _reroll(item)
+
+    def render_checked(self, items: list[tuple]) -> list[tuple[np.ndarray, bool]]:
+        """(HxWx3 uint8 frame, flagged by the safety checker) for `items`; the batch is padded
+        to `batch_size`."""
         import torch
+
+        from reelworks import diffusion
 
         if not items:
             return []
@@ -127,20 +157,34 @@ class Walker:
         cond, uncond, latents = self.inputs(padded)
         try:
             with torch.no_grad():
-                images = self.pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, latents=latents,
+                output = self.pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, latents=latents,
+                                   generator=diffusion.generators([self.frame_seed(i) for i in padded]),
                                    num_inference_steps=self.steps, guidance_scale=self.guidance,
-                                   height=self.height, width=self.width, output_type="np").images
+                                   height=self.height, width=self.width, output_type="np")
         except torch.cuda.OutOfMemoryError:
             # Padding follows the batch size down (run_batched retries with half the items).
             self.batch_size = max(1, self.batch_size // 2)
             raise
-        return [(np.clip(img, 0, 1) * 255).round().astype(np.uint8) for img in images[:n]]
+        frames = [(np.clip(img, 0, 1) * 255).round().astype(np.uint8) for img in output.images[:n]]
+        return list(zip(frames, diffusion.nsfw_flags(output, n)))
 
-    def render_all(self, items: list[tuple[int, int, float]]) -> list[np.ndarray]:
+    def render(self, items: list[tuple]) -> list[np.ndarray]:
+        """HxWx3 uint8 frames for `items` (one batch, as they come: see `render_all`)."""
+        return [frame for frame, _ in self.render_checked(items)]
+
+    def render_all(self, items: list[tuple]) -> list[np.ndarray]:
+        """One frame per item, in order: batched, backing off on out-of-memory, and a frame the
+        safety checker blacked out made again from the next seeds (bounded)."""
         from reelworks import diffusion
 
-        size = self.batch_size
-        return diffusion.run_batched(lambda batch: self.render(batch), items, batch_size=size)
+        checked = diffusion.run_batched(self.render_checked, items, batch_size=self.batch_size,
+                                        flagged=lambda result: result[1],
+                                        reroll=lambda item, attempt: (*item[:3], attempt))
+        return [frame for frame, _ in checked]
+
+
+def _reroll(item: tuple) -> int:
+    return int(item[3]) if len(item) > 3 else 0
 
 
 def resolve_batch_size(batch_size: int | str, device: str) -> int:
@@ -209,8 +253,12 @@ def interpolate(timeline: str, output: str, *, model: str = "tiny", steps: int =
                                        offload=offload, slicing=slicing)
         settings = {"model": model, "steps": walker.steps, "guidance": walker.guidance, "height": walker.height,
                     "width": walker.width, "batch_size": walker.batch_size, "embeddings": walker.embeddings,
-                    "dtype": str(walker.dtype), "device": str(walker.device).split(":")[0]}
+                    "dtype": str(walker.dtype), "device": str(walker.device).split(":")[0], "chunk": chunk,
+                    "scheduler": scheduler_settings(walker.pipe), "slicing": slicing, "walk_version": WALK_VERSION}
         fp = fingerprint(tl, settings)
+        # First: from here on this folder's frames are this run's (render reads no other manifest).
+        storage.write_text(storage.join(output, RUN_FILE), json.dumps(
+            {"fingerprint": fp, "settings": settings, "chunks": n_chunks, "shards": shards}, indent=1))
         done = set(storage.list_keys(storage.join(output, "chunks")))
         rendered, skipped = [], []
         with ThreadPoolExecutor(4) as writers:
@@ -221,12 +269,19 @@ def interpolate(timeline: str, output: str, *, model: str = "tiny", steps: int =
                     continue
                 rows = table[c * chunk:(c + 1) * chunk]
                 items = [(segments[s]["a"], segments[s]["b"], p) for _, s, p in rows]
-                pending = []
-                for start in range(0, len(items), walker.batch_size):
-                    frames = walker.render_all(items[start:start + walker.batch_size])
-                    for (frame, _, _), image in zip(rows[start:start + walker.batch_size], frames):
+                pending, start = [], 0
+                while start < len(items):
+                    # One batch at a time, so the writers save it while the device renders the next;
+                    # an out-of-memory back-off halves walker.batch_size, and render_all still
+                    # returns every frame it was given.
+                    batch = items[start:start + walker.batch_size]
+                    frames = walker.render_all(batch)
+                    for (frame, _, _), image in zip(rows[start:start + len(batch)], frames):
                         pending.append(writers.submit(_write_frame, output, frame, image))
+                    start += len(batch)
                 entries = [future.result() for future in pending]
+                if len(entries) != len(rows):  # never a manifest for a chunk with a frame missing
+                    raise ReelworksError(f"chunk {c}: {len(entries)} of {len(rows)} frames were rendered")
                 # The manifest last: a chunk with one is complete.
                 storage.write_text(storage.join(output, chunk_name(c)), json.dumps(
                     {"chunk": c, "fingerprint": fp, "frames": entries}, indent=1))
@@ -254,8 +309,33 @@ def _manifest_matches(output: str, c: int, fp: str) -> bool:
     return True
 
 
+def scheduler_settings(pipe) -> dict:
+    """The scheduler's class and configuration: another scheduler makes other pixels."""
+    config = json.loads(json.dumps(dict(pipe.scheduler.config), default=str))
+    return {"class": type(pipe.scheduler).__name__, **config}
+
+
+def run_fingerprint(frames_roots: list[str]) -> str:
+    """The fingerprint of the run that last wrote these folders (its `interpolate.json`); one
+    clear line when there is none, or when the folders hold runs with other settings."""
+    found = {}
+    for root in frames_roots:
+        try:
+            found[root] = storage.read_json(storage.join(root, RUN_FILE))["fingerprint"]
+        except (ReelworksError, OSError, ValueError, KeyError, TypeError):
+            raise ReelworksError(f"{root} has no readable {RUN_FILE}: not the output of `musicvideo interpolate` "
+                                 "(run it again)") from None
+    if len(set(found.values())) > 1:
+        raise ReelworksError("the frame folders were rendered with different settings ("
+                             + ", ".join(f"{root}: {fp[:12]}" for root, fp in found.items())
+                             + "): run interpolate on all of them with the same settings")
+    return next(iter(found.values()))
+
+
 def manifests(frames_roots: list[str]) -> dict[int, tuple[str, str]]:
-    """frame -> (URI of its PNG, sha256) from the chunk manifests under each root."""
+    """frame -> (URI of its PNG, sha256) from the chunk manifests under each root that belong
+    to the current run (`run_fingerprint`): a chunk an older run left there is not this video's."""
+    fp = run_fingerprint(frames_roots)
     found: dict[int, tuple[str, str]] = {}
     for root in frames_roots:
         for key in storage.list_keys(storage.join(root, "chunks")):
@@ -264,6 +344,8 @@ def manifests(frames_roots: list[str]) -> dict[int, tuple[str, str]]:
             try:
                 manifest = json.loads(storage.read_text(storage.join(root, "chunks", key)))
             except ValueError:
+                continue
+            if manifest.get("fingerprint") != fp:
                 continue
             for entry in manifest.get("frames", []):
                 found[int(entry["frame"])] = (storage.join(root, entry["name"]), entry["sha256"])

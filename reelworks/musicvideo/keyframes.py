@@ -15,7 +15,7 @@ import numpy as np
 
 from reelworks import storage
 from reelworks.musicvideo.interpolate import Walker, load_walker, png_bytes
-from reelworks.musicvideo.timing import load_timeline
+from reelworks.musicvideo.timing import load_timeline, scene_label
 
 
 def contact_sheet(images: list[np.ndarray], captions: list[str], columns: int = 4, cell: int = 192) -> bytes:
@@ -61,10 +61,10 @@ def keyframes(timeline: str, output: str, *, model: str = "tiny", steps: int = 4
         report.text(f"{n} keyframes, {walker.width}x{walker.height}, {walker.steps} steps, guidance "
                     f"{walker.guidance:g}, model `{model}`, batch size {walker.batch_size}. Fix a prompt or seed in "
                     "prompts.csv and re-plan with `--plan-from` before the interpolation pass.")
-        captions = [f"{kf['line']}: {kf['lyric']}" for kf in tl["keyframes"]]
+        captions = [f"{scene_label(kf)}: {kf['lyric']}" for kf in tl["keyframes"]]
         report.image("contact_sheet", contact_sheet(images, captions), "One render per keyframe (line: lyric)")
         report.table(["line", "frame", "lyric", "prompt", "seed"],
-                     [[kf["line"], kf["frame"], kf["lyric"], kf["prompt"], kf["seed"]] for kf in tl["keyframes"]])
+                     [[scene_label(kf), kf["frame"], kf["lyric"], kf["prompt"], kf["seed"]] for kf in tl["keyframes"]])
         report.metric("keyframes", n)
         with storage.output_dir(output) as tmp:
             entries = []

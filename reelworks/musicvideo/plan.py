@@ -1,15 +1,23 @@
 """Step 1: lyrics -> a plan (plot, sections, one Stable Diffusion scene per lyric line).
 
 With an LLM (`reelworks.llm`, any OpenAI-compatible endpoint) the conversation follows the
-original project's manual one: a role and the lyrics, pitches, feedback rounds (lines of a
-feedback file, else a default script so a batch job runs unattended), then the plan as JSON.
+original project's manual one: a role and the lyrics, pitches, feedback rounds (only the
+user's own notes, from `--feedback`: none without them), then the plan as JSON.
 Every message that asks for something repeats the numbered lyrics, so a model that forgets
-earlier context still has them. The plan is checked: every lyric line covered exactly once,
-no invented lines, prompts within CLIP's 77 tokens, sections valid. A failed check goes back
-to the LLM once with the problems listed; a second failure stops with one clear line.
+earlier context still has them. The LLM writes the words (plot, section names, prompts); the
+code decides the rest: which lines form each section (an even split in song order), and each
+scene's seed (`BASE_SEED + line`, the same on every run). Prompts are cut to CLIP's 77 tokens,
+counted with its tokenizer. The answer's schema pins each scene's line and lyric, so a server
+that enforces schemas cannot skip, repeat or invent one; the plan is still checked (many servers
+do not enforce): every lyric line covered exactly once, no invented lines. A failed check goes
+back to the LLM once with the problems listed; a second failure stops with one clear line.
+A long song (`LONG_SONG_S` and more, or over `MAX_SCENES_PER_ANSWER` lines) is planned
+section by section: an outline (title, plot, sections) first, then one answer per section.
 
-Without an LLM the plan comes from a deterministic template (and the report says so);
-`--plan-from prompts.csv` skips the LLM and checks the CSV against the lyrics.
+Without an LLM (none configured, or an endpoint that never answers) the plan comes from a
+deterministic template, said in one log line and in the report. `--plan-from` takes a plan the
+user edited, `prompts.csv` or `plan.json` (an earlier run's output), skips the LLM and checks
+it against the lyrics.
 
 `prompts.csv` format (UTF-8, header row, one row per lyric line, in song order):
 
@@ -43,12 +51,10 @@ DEFAULT_SECTIONS = 5
 DEFAULT_NEGATIVE = "blurry, low quality, text, watermark, deformed hands, jpeg artifacts"
 DEFAULT_STYLE = "cinematic still, volumetric light, 35mm film, highly detailed"
 BASE_SEED = 1000
-# The original project's feedback, as a script for unattended runs.
-DEFAULT_FEEDBACK = (
-    "Make it grimmer and more cinematic.",
-    "Less story, more concrete visual scenes a camera could film.",
-    "Combine the strongest ideas into one plot.",
-)
+DEFAULT_ROUNDS = 3           # at most this many feedback rounds, one per note of --feedback
+LONG_SONG_S = 300.0          # songs this long (by their LRC times) are planned section by section
+MAX_SCENES_PER_ANSWER = 48   # and so is any song with more lines than one answer should hold
+PROMPT_CHARS = 600           # a grammar bound on each prompt; CLIP's 77 tokens are enforced in code
 ROLE = ("You are a music video director who writes prompts for Stable Diffusion. You plan videos as a "
         "sequence of concrete, filmable scenes, one per lyric line, and you never change the lyrics.")
 CSV_COLUMNS = ("line", "time_s", "section", "lyric", "prompt", "negative_prompt", "seed")
@@ -122,21 +128,23 @@ def check(plan: Plan, lines: list[LyricLine], count_tokens: Callable[[str], int]
     problems: list[str] = []
     seen: dict[int, int] = {}
     known = {normalise(line.text) for line in lines}
+    by_index = {line.index: line for line in lines}  # `lines` may be one section's
     for number, scene in enumerate(plan.scenes):
         where = f"scene {number + 1}"
-        if not isinstance(scene.line, int) or not 0 <= scene.line < len(lines):
+        if not isinstance(scene.line, int) or scene.line not in by_index:
             if normalise(str(scene.lyric)) in known:
-                problems.append(f"{where}: line number {scene.line!r} is not a lyric line number (0-{len(lines) - 1})")
+                problems.append(f"{where}: line number {scene.line!r} is not a lyric line number "
+                                f"({lines[0].index}-{lines[-1].index})")
             else:
                 problems.append(f"{where}: invented line {scene.lyric!r} is not in the lyrics")
             continue
-        if normalise(str(scene.lyric)) != normalise(lines[scene.line].text):
+        if normalise(str(scene.lyric)) != normalise(by_index[scene.line].text):
             if normalise(str(scene.lyric)) in known:
                 problems.append(f"{where}: lyric {scene.lyric!r} is not line {scene.line} "
-                                f"({lines[scene.line].text!r})")
+                                f"({by_index[scene.line].text!r})")
             else:
                 problems.append(f"{where}: invented line {scene.lyric!r}; line {scene.line} is "
-                                f"{lines[scene.line].text!r}")
+                                f"{by_index[scene.line].text!r}")
         seen[scene.line] = seen.get(scene.line, 0) + 1
         if not str(scene.prompt).strip():
             problems.append(f"{where}: empty prompt")
@@ -170,10 +178,22 @@ def check(plan: Plan, lines: list[LyricLine], count_tokens: Callable[[str], int]
 def _finish(plan: Plan, lines: list[LyricLine]) -> Plan:
     """Scenes in song order carrying the LRC times."""
     plan.scenes.sort(key=lambda s: s.line)
+    by_index = {line.index: line for line in lines}
     for scene in plan.scenes:
-        scene.time_s = lines[scene.line].time_s
-        scene.lyric = lines[scene.line].text
+        scene.time_s = by_index[scene.line].time_s
+        scene.lyric = by_index[scene.line].text
     return plan
+
+
+def scene_seed(line: int) -> int:
+    """A scene's seed: chosen here, never by the LLM, so a plan's frames are the same on every run."""
+    return BASE_SEED + line
+
+
+def is_long(lines: list[LyricLine]) -> bool:
+    """Planned section by section: `LONG_SONG_S` or more by the LRC times, or too many lines."""
+    times = [line.time_s for line in lines if line.time_s is not None]
+    return len(lines) > MAX_SCENES_PER_ANSWER or (bool(times) and max(times) >= LONG_SONG_S)
 
 
 # --------------------------------------------------------------------------- template
@@ -198,7 +218,7 @@ def template_plan(lines: list[LyricLine], sections: int = DEFAULT_SECTIONS, brie
     for line in lines:
         s = section_of(line.index, len(lines), n_sections)
         prompt = fit(f"{line.text.rstrip('.,;:!?')}, {SECTION_MOODS[s % len(SECTION_MOODS)]}, {style}")
-        scenes.append(Scene(line.index, line.text, s, prompt, DEFAULT_NEGATIVE, BASE_SEED + line.index, line.time_s))
+        scenes.append(Scene(line.index, line.text, s, prompt, DEFAULT_NEGATIVE, scene_seed(line.index), line.time_s))
     plot = (f"A visual journey through the song in {n_sections} parts, each line a scene: "
             + "; ".join(f"{sec['name']}: {sec['description']}" for sec in section_list) + ".")
     return Plan(title=lines[0].text[:60], plot=plot, sections=section_list, scenes=scenes, source="template",
@@ -234,7 +254,7 @@ def from_csv(text: str, lines: list[LyricLine], source: str = "prompts.csv") -> 
         cell = dict(zip(header, (c.strip() for c in row)))
         try:
             line = int(cell["line"]) if cell.get("line") else number
-            seed = int(cell["seed"]) if cell.get("seed") else BASE_SEED + line
+            seed = int(cell["seed"]) if cell.get("seed") else scene_seed(line)
         except ValueError:
             raise ReelworksError(f"{source} row {number + 2}: line and seed must be integers") from None
         name = cell.get("section") or "1"
@@ -261,53 +281,113 @@ PITCHES_SCHEMA = {
 }
 
 
+def scenes_schema(lines: list[LyricLine]) -> dict:
+    """One scene per line, in order: each item pins its line number and lyric (`const`), so a
+    server that enforces schemas cannot skip, repeat or invent a line; the model writes only
+    the prompts. (The checks still run: many servers do not enforce.)"""
+    return {"type": "array", "minItems": len(lines), "maxItems": len(lines), "prefixItems": [
+        {"type": "object",
+         "properties": {"line": {"const": line.index}, "lyric": {"const": line.text},
+                        "prompt": {"type": "string", "minLength": 1, "maxLength": PROMPT_CHARS},
+                        "negative_prompt": {"type": "string", "maxLength": PROMPT_CHARS}},
+         "required": ["line", "lyric", "prompt", "negative_prompt"]} for line in lines]}
+
+
+def _sections_schema(n_sections: int) -> dict:
+    return {"type": "array", "minItems": n_sections, "maxItems": n_sections, "items": {
+        "type": "object", "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+        "required": ["name", "description"]}}
+
+
 def plan_schema(lines: list[LyricLine], n_sections: int) -> dict:
-    """The plan's JSON schema. The lyric field is an enum of the real lines, so a server
-    that enforces schemas cannot invent one (the checks still run: many servers do not)."""
-    return {
-        "type": "object",
-        "properties": {
-            "title": {"type": "string"},
-            "plot": {"type": "string"},
-            "sections": {"type": "array", "minItems": n_sections, "maxItems": n_sections, "items": {
-                "type": "object", "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
-                "required": ["name", "description"]}},
-            "scenes": {"type": "array", "minItems": len(lines), "maxItems": len(lines), "items": {
-                "type": "object",
-                "properties": {"line": {"type": "integer"}, "lyric": {"type": "string",
-                                                                      "enum": [line.text for line in lines]},
-                               "section": {"type": "integer"}, "prompt": {"type": "string"},
-                               "negative_prompt": {"type": "string"}, "seed": {"type": "integer"}},
-                "required": ["line", "lyric", "section", "prompt", "negative_prompt", "seed"]}},
-        },
-        "required": ["title", "plot", "sections", "scenes"],
-    }
+    """The whole plan in one answer (songs that are not long)."""
+    return {"type": "object",
+            "properties": {"title": {"type": "string"}, "plot": {"type": "string"},
+                           "sections": _sections_schema(n_sections), "scenes": scenes_schema(lines)},
+            "required": ["title", "plot", "sections", "scenes"]}
+
+
+def outline_schema(n_sections: int) -> dict:
+    """A long song's first answer: the plot and its sections, no scenes yet."""
+    return {"type": "object",
+            "properties": {"title": {"type": "string"}, "plot": {"type": "string"},
+                           "sections": _sections_schema(n_sections)},
+            "required": ["title", "plot", "sections"]}
 
 
 def _numbered(lines: list[LyricLine]) -> str:
     return "\n".join(f"{line.index}: {line.text}" for line in lines)
 
 
-def _plan_from_answer(answer: dict, lines: list[LyricLine]) -> Plan:
+def _sections_text(lines: list[LyricLine], n_sections: int) -> str:
+    """Which lines each section covers (the code decides: an even split in song order)."""
+    spans = []
+    for s in range(n_sections):
+        members = [line.index for line in lines if section_of(line.index, len(lines), n_sections) == s]
+        spans.append(f"section {s}: lines {members[0]}-{members[-1]}")
+    return "; ".join(spans)
+
+
+def _scene_instruction(lines: list[LyricLine]) -> str:
+    return (f"exactly one scene per lyric line ({len(lines)} scenes, lines {lines[0].index} to {lines[-1].index}, in "
+            "order). Each scene: `line` (the number), `lyric` (the line copied exactly), `prompt` (a concrete "
+            f"Stable Diffusion prompt of at most {MAX_TOKENS} CLIP tokens, about 50 words: subject, setting, light, "
+            "style), `negative_prompt` (what to avoid). Never change or add lyrics. Answer as JSON.")
+
+
+def _scenes_from_answer(items: list, lines: list[LyricLine], n_sections: int, fit: Callable[[str], str]) -> list[Scene]:
+    """The model's scenes with what the code decides: section, seed, prompts cut to fit CLIP."""
     scenes = []
-    for item in answer.get("scenes", []):
-        scenes.append(Scene(line=item.get("line"), lyric=str(item.get("lyric", "")), section=item.get("section"),
-                            prompt=str(item.get("prompt", "")).strip(),
-                            negative_prompt=str(item.get("negative_prompt") or DEFAULT_NEGATIVE).strip(),
-                            seed=item.get("seed")))
-    sections = [{"name": str(s.get("name", f"Part {i + 1}")), "description": str(s.get("description", ""))}
-                for i, s in enumerate(answer.get("sections", []))]
-    return Plan(title=str(answer.get("title", "")), plot=str(answer.get("plot", "")), sections=sections,
-                scenes=scenes, source="llm", lyrics_sha256=lyrics_fingerprint(lines))
+    for item in items if isinstance(items, list) else []:
+        item = item if isinstance(item, dict) else {}
+        line = item.get("line")
+        section = section_of(line, len(lines), n_sections) if isinstance(line, int) and 0 <= line < len(lines) else 0
+        scenes.append(Scene(line=line, lyric=str(item.get("lyric", "")), section=section,
+                            prompt=fit(str(item.get("prompt", "")).strip()),
+                            negative_prompt=fit(str(item.get("negative_prompt") or DEFAULT_NEGATIVE).strip()),
+                            seed=scene_seed(line) if isinstance(line, int) else line))
+    return scenes
+
+
+def _sections_from_answer(items: list, lines: list[LyricLine], n_sections: int) -> list[dict]:
+    sections = [{"name": str(s.get("name") or f"Part {i + 1}"), "description": str(s.get("description", ""))}
+                for i, s in enumerate(items if isinstance(items, list) else []) if isinstance(s, dict)]
+    return (sections + [{"name": f"Part {i + 1}", "description": ""} for i in range(len(sections), n_sections)]
+            )[:n_sections]
+
+
+def _ask_scenes(client, messages: list[dict], schema: dict, name: str, part: list[LyricLine],
+                lines: list[LyricLine], n_sections: int, count_tokens, fit, history: list[dict],
+                max_tokens: int | None, scenes_of=lambda answer: answer.get("scenes")) -> tuple[dict, list[Scene]]:
+    """One answer holding the scenes of `part`, checked; its problems go back once."""
+    sections = [{"name": f"Part {i + 1}", "description": ""} for i in range(n_sections)]
+    for repair in (False, True):
+        answer = client.json(messages, schema, name=name, max_tokens=max_tokens)
+        scenes = _scenes_from_answer(scenes_of(answer), lines, n_sections, fit)
+        draft = Plan(title="", plot="", sections=sections, scenes=scenes, source="llm", lyrics_sha256="")
+        problems = check(draft, part, count_tokens)
+        history.append({"round": len(history), "feedback": f"({name}{', repair' if repair else ''})",
+                        "problems": problems})
+        if not problems:
+            return answer, scenes
+        if repair:
+            raise ReelworksError(f"the LLM's plan still fails its checks after one repair round: {problems[0]}"
+                                 + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        log.warning("the LLM's %s failed %d checks; sending them back once", name, len(problems))
+        messages = [*messages, {"role": "assistant", "content": json.dumps(answer)},
+                    {"role": "user", "content": "The plan has these problems:\n- " + "\n- ".join(problems[:20])
+                     + f"\nFix them and answer with the whole corrected JSON. The lyrics, one numbered line "
+                       f"each:\n{_numbered(part)}"}]
+    raise AssertionError("unreachable")
 
 
 def llm_plan(client, lines: list[LyricLine], count_tokens: Callable[[str], int], *, sections: int = DEFAULT_SECTIONS,
-             brief: str = "", rounds: int = len(DEFAULT_FEEDBACK), feedback: list[str] | None = None,
-             max_tokens: int | None = None) -> Plan:
-    """The conversation: pitches, feedback rounds, the plan, one repair round."""
+             brief: str = "", rounds: int = DEFAULT_ROUNDS, feedback: list[str] | None = None,
+             max_tokens: int | None = None, fit: Callable[[str], str] = lambda text: text) -> Plan:
+    """The conversation: pitches, a feedback round per note of the user's (none without), the
+    plan (section by section for a long song), one repair round for each answer."""
     n_sections = max(1, min(sections, len(lines)))
-    script = list(feedback) if feedback else list(DEFAULT_FEEDBACK)
-    script = (script * (rounds // max(1, len(script)) + 1))[:rounds] if feedback is None else script[:rounds]
+    notes = list(feedback or [])[:rounds]
     lyrics_block = f"The lyrics, one numbered line each:\n{_numbered(lines)}"
     messages = [{"role": "system", "content": ROLE},
                 {"role": "user", "content": f"{lyrics_block}\n\n{('Brief: ' + brief) if brief else ''}\n"
@@ -317,37 +397,46 @@ def llm_plan(client, lines: list[LyricLine], count_tokens: Callable[[str], int],
     pitch_tokens = min(max_tokens, 256) if max_tokens else None  # pitches are short; the plan needs room
     answer = client.json(messages, PITCHES_SCHEMA, name="pitches", max_tokens=pitch_tokens)
     history.append({"round": 0, "feedback": "", "pitches": answer.get("pitches", [])})
-    for number, note in enumerate(script, start=1):
+    for number, note in enumerate(notes, start=1):
         messages += [{"role": "assistant", "content": json.dumps(answer)},
                      {"role": "user", "content": f"Feedback: {note}\nRework the pitches. {lyrics_block}\n"
                       'Answer as JSON: {"pitches": [{"title": "...", "idea": "..."}]}'}]
         answer = client.json(messages, PITCHES_SCHEMA, name="pitches", max_tokens=pitch_tokens)
         history.append({"round": number, "feedback": note, "pitches": answer.get("pitches", [])})
-    messages += [{"role": "assistant", "content": json.dumps(answer)},
-                 {"role": "user", "content": (
-                     f"Now write the final plan. {lyrics_block}\n\n"
-                     f"Give a general plot, exactly {n_sections} sections covering the song in order, and exactly one "
-                     f"scene per lyric line ({len(lines)} scenes, lines 0 to {len(lines) - 1}, in order). Each scene: "
-                     "`line` (the number), `lyric` (the line copied exactly), `section` (0-based section index), "
-                     f"`prompt` (a concrete Stable Diffusion prompt under {MAX_TOKENS - 17} words), "
-                     "`negative_prompt`, `seed` (an integer). Never change or add lyrics. Answer as JSON.")}]
-    schema = plan_schema(lines, n_sections)
-    answer = client.json(messages, schema, name="plan", max_tokens=max_tokens)
-    plan = _plan_from_answer(answer, lines)
-    problems = check(plan, lines, count_tokens)
-    history.append({"round": len(script) + 1, "feedback": "(the plan)", "problems": problems})
-    if problems:
-        log.warning("the LLM's plan failed %d checks; sending them back once", len(problems))
-        messages += [{"role": "assistant", "content": json.dumps(answer)},
-                     {"role": "user", "content": "The plan has these problems:\n- " + "\n- ".join(problems[:20])
-                      + f"\nFix them and answer with the whole corrected plan as JSON. {lyrics_block}"}]
-        answer = client.json(messages, schema, name="plan", max_tokens=max_tokens)
-        plan = _plan_from_answer(answer, lines)
-        problems = check(plan, lines, count_tokens)
-        history.append({"round": len(script) + 2, "feedback": "(repair)", "problems": problems})
-        if problems:
-            raise ReelworksError(f"the LLM's plan still fails its checks after one repair round: {problems[0]}"
-                                 + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    messages.append({"role": "assistant", "content": json.dumps(answer)})
+    spans = _sections_text(lines, n_sections)
+    if not is_long(lines):
+        messages.append({"role": "user", "content": (
+            f"Now write the final plan. {lyrics_block}\n\nGive a general plot, exactly {n_sections} sections "
+            f"({spans}) and {_scene_instruction(lines)}")})
+        answer, scenes = _ask_scenes(client, messages, plan_schema(lines, n_sections), "plan", lines, lines,
+                                     n_sections, count_tokens, fit, history, max_tokens)
+        outline = answer
+    else:
+        # A long song: the outline first, then each section's scenes in an answer of its own,
+        # with the plot and that section's lines, so no answer has to hold the whole song.
+        messages.append({"role": "user", "content": (
+            f"Now outline the final plan. {lyrics_block}\n\nGive a title, a general plot and exactly "
+            f"{n_sections} sections ({spans}), each with a name and a description of its look. Answer as JSON.")})
+        outline = client.json(messages, outline_schema(n_sections), name="outline", max_tokens=max_tokens)
+        named = _sections_from_answer(outline.get("sections"), lines, n_sections)
+        scenes = []
+        for s, section in enumerate(named):
+            members = [line for line in lines if section_of(line.index, len(lines), n_sections) == s]
+            for start in range(0, len(members), MAX_SCENES_PER_ANSWER):
+                part = members[start:start + MAX_SCENES_PER_ANSWER]
+                ask = [{"role": "system", "content": ROLE}, {"role": "user", "content": (
+                    f"The video's plot: {outline.get('plot', '')}\nThis is section {s} of {n_sections}, "
+                    f"\"{section['name']}\": {section['description']}\nIts lyrics, one numbered line each:\n"
+                    f"{_numbered(part)}\n\nWrite {_scene_instruction(part)}")}]
+                schema = {"type": "object", "properties": {"scenes": scenes_schema(part)}, "required": ["scenes"]}
+                _, part_scenes = _ask_scenes(client, ask, schema, f"section {s} lines {part[0].index}-"
+                                             f"{part[-1].index}", part, lines, n_sections, count_tokens, fit,
+                                             history, max_tokens)
+                scenes += part_scenes
+    plan = Plan(title=str(outline.get("title", "")), plot=str(outline.get("plot", "")),
+                sections=_sections_from_answer(outline.get("sections"), lines, n_sections), scenes=scenes,
+                source="llm", lyrics_sha256=lyrics_fingerprint(lines))
     plan.rounds = history
     return _finish(plan, lines)
 
@@ -355,11 +444,30 @@ def llm_plan(client, lines: list[LyricLine], count_tokens: Callable[[str], int],
 # --------------------------------------------------------------------------- the step
 
 
-def make_plan(lyrics: str, output: str, *, brief: str = "", rounds: int = len(DEFAULT_FEEDBACK),
+def read_plan_from(uri: str, lines: list[LyricLine]) -> Plan:
+    """A plan the user edited: a `prompts.csv`, or a `plan.json` from an earlier run."""
+    if uri.endswith(".json"):
+        plan = Plan.from_dict(storage.read_json(uri))
+        plan.source, plan.rounds, plan.lyrics_sha256 = "plan.json", [], lyrics_fingerprint(lines)
+        return plan
+    return from_csv(storage.read_text(uri), lines, source=uri)
+
+
+def _never_answered(client) -> bool:
+    """No request of this client got any HTTP answer (only refused connections and timeouts)."""
+    return not any(attempt.get("status") is not None for exchange in getattr(client, "transcript", [])
+                   for attempt in exchange.get("attempts", []))
+
+
+def make_plan(lyrics: str, output: str, *, brief: str = "", rounds: int = DEFAULT_ROUNDS,
               feedback: str | None = None, plan_from: str | None = None, sections: int = DEFAULT_SECTIONS,
               client=None, use_llm: bool = True, max_tokens: int | None = None) -> dict:
     """Write `plan.json`, `prompts.csv`, `transcript.json` (with an LLM) and `report/` below
-    `output`. `client`: an `llm.LLMClient` (default: from settings; None there -> template)."""
+    `output`. `client`: an `llm.LLMClient` (default: from settings; None there -> template).
+    `rounds`: at most this many feedback rounds, one per line of the `feedback` file (none
+    without one). `plan_from`: an edited prompts.csv or plan.json, used instead of an LLM."""
+    from reelworks import diffusion
+    from reelworks.llm import LLMError
     from reelworks.metrics import job_metrics
 
     lines = lyrics_io.load(lyrics)
@@ -371,9 +479,11 @@ def make_plan(lyrics: str, output: str, *, brief: str = "", rounds: int = len(DE
         if not feedback_lines:
             raise ReelworksError(f"{feedback} has no feedback lines")
     with job_metrics("musicvideo_plan") as m:
+        tokenizer = diffusion.clip_tokenizer()
         count_tokens = token_counter()
+        fit = lambda text: diffusion.fit_prompt(tokenizer, text)  # noqa: E731 - CLIP's 77 tokens, counted
         if plan_from:
-            plan = from_csv(storage.read_text(plan_from), lines, source=plan_from)
+            plan = read_plan_from(plan_from, lines)
             problems = check(plan, lines, count_tokens)
             if problems:
                 raise ReelworksError(f"{plan_from} does not match the lyrics: {problems[0]}"
@@ -385,17 +495,23 @@ def make_plan(lyrics: str, output: str, *, brief: str = "", rounds: int = len(DE
                 from reelworks import llm
 
                 client = llm.LLMClient.from_settings()
+            plan = None
             if client is None:
-                from reelworks import diffusion
-
-                tokenizer = diffusion.clip_tokenizer()
-                plan = template_plan(lines, sections, brief, fit=lambda text: diffusion.fit_prompt(tokenizer, text))
                 note = ("No LLM is configured (REELWORKS_LLM_BASE_URL): this plan comes from the deterministic "
                         "template (lyric line + section mood + style).")
             else:
-                plan = llm_plan(client, lines, count_tokens, sections=sections, brief=brief, rounds=rounds,
-                                feedback=feedback_lines, max_tokens=max_tokens)
-                note = f"Planned by the LLM `{getattr(client, 'model', '?')}` in {len(plan.rounds)} rounds."
+                try:
+                    plan = llm_plan(client, lines, count_tokens, sections=sections, brief=brief, rounds=rounds,
+                                    feedback=feedback_lines, max_tokens=max_tokens, fit=fit)
+                    note = f"Planned by the LLM `{getattr(client, 'model', '?')}` in {len(plan.rounds)} rounds."
+                except LLMError as exc:
+                    if not (exc.unreachable and _never_answered(client)):
+                        raise
+                    note = (f"No LLM answered ({exc}): this plan comes from the deterministic template "
+                            "(lyric line + section mood + style).")
+            if plan is None:
+                log.warning("%s", note)
+                plan = template_plan(lines, sections, brief, fit=fit)
         problems = check(plan, lines, count_tokens)
         if problems:  # the template and the CSV were checked above; this guards the code itself
             raise ReelworksError(f"the plan fails its checks: {problems[0]}")
@@ -413,23 +529,23 @@ def make_plan(lyrics: str, output: str, *, brief: str = "", rounds: int = len(DE
 
 
 def plan_report(plan: Plan, note: str):
-    from reelworks.reports import Report
+    from reelworks.reports import Report, escape
 
     report = Report(f"Music video plan: {plan.title}")
     report.text(note)
     report.heading("Plot")
-    report.text(plan.plot or "(none)")
+    report.text(escape(plan.plot) or "(none)")  # the LLM's words: shown as written, never as markup
     if plan.rounds:
         report.heading("Rounds")
         for round_ in plan.rounds:
             if "pitches" in round_:
-                label = "First pitches" if not round_["feedback"] else f"Feedback: {round_['feedback']}"
+                label = "First pitches" if not round_["feedback"] else f"Feedback: {escape(round_['feedback'])}"
                 report.text(f"**Round {round_['round']}.** {label}")
                 report.table(["pitch", "idea"], [[p.get("title", ""), p.get("idea", "")] for p in round_["pitches"]])
             else:
                 status = "passed its checks" if not round_["problems"] else \
-                    f"failed {len(round_['problems'])} checks: " + "; ".join(round_["problems"][:5])
-                report.text(f"**Round {round_['round']}.** {round_['feedback']} {status}")
+                    f"failed {len(round_['problems'])} checks: " + escape("; ".join(round_["problems"][:5]))
+                report.text(f"**Round {round_['round']}.** {escape(round_['feedback'])} {status}")
     report.heading("Sections")
     report.table(["#", "name", "description"], [[i, s["name"], s["description"]] for i, s in enumerate(plan.sections)])
     report.heading("Scenes")

@@ -10,7 +10,7 @@ from reelworks.errors import ReelworksError
 
 PRESETS = {
     "tiny": {"model": "tiny", "height": 64, "width": 64, "steps": 4, "guidance": 7.5, "fps": 4.0},
-    "sd15": {"model": "runwayml/stable-diffusion-v1-5", "height": 512, "width": 512, "steps": 30, "guidance": 7.5,
+    "sd15": {"model": "stable-diffusion-v1-5/stable-diffusion-v1-5", "height": 512, "width": 512, "steps": 30, "guidance": 7.5,
              "fps": 12.0},
 }
 

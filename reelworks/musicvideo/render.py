@@ -4,7 +4,8 @@ looping GIF preview.
 Frames stream one at a time into `media.VideoWriter` (memory flat in the number of frames)
 with the audio samples [round(k_0 sr / fps), round(k_last sr / fps)) the timeline names, so
 sound and picture start together and end together. Each PNG is checked against the sha256
-in its chunk manifest. Missing or damaged frames, a timeline made from another song, or
+in its chunk manifest; only the manifests of the frame folders' current run count (an older
+run's chunks left there are not this video's). Missing or damaged frames, a timeline made from another song, or
 audio and video durations that differ by more than one frame stop the step with one line
 (and nothing written), unless `allow_partial`: then a missing frame repeats the frame before
 it and the report counts them.
@@ -12,7 +13,6 @@ it and the report counts them.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 
@@ -30,9 +30,9 @@ GIF_WIDTH = 256
 
 
 def _decode_png(data: bytes) -> np.ndarray:
-    from PIL import Image
+    from reelworks.media import open_image
 
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return np.asarray(open_image(data, "keyframe").convert("RGB"))
 
 
 def render(frames: list[str] | str, timeline: str, audio: str, output: str, *, allow_partial: bool = False,

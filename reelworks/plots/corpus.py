@@ -14,20 +14,34 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from reelworks.text import strip_invisible
+
 TITLE = "<|title|>"
 GENRE = "<|genre|>"
 PLOT = "<|plot|>"
 END = "<|endoftext|>"
 SPECIAL_TOKENS = [END, TITLE, GENRE, PLOT]
 _SPECIAL = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
-_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r")
 
 
 def normalize(text: str) -> str:
-    """NFKC, no control characters or special-token look-alikes, single spaces."""
-    text = unicodedata.normalize("NFKC", str(text)).translate(_CONTROL)
+    """NFKC, no invisible characters (`reelworks.text.strip_invisible`: controls, bidi
+    overrides, zero-width and tag characters) or special-token look-alikes, single spaces."""
+    text = strip_invisible(unicodedata.normalize("NFKC", str(text)))
     text = _SPECIAL.sub(" ", text)
     return " ".join(text.split())
+
+
+def unique_genres(genres) -> list[str]:
+    """Each genre once, in first-seen order and spelling ("Fantasy, fantasy, Drama" -> Fantasy,
+    Drama): data exports repeat them and a model can write one twice."""
+    seen: set[str] = set()
+    unique = []
+    for genre in genres:
+        if genre.casefold() not in seen:
+            seen.add(genre.casefold())
+            unique.append(genre)
+    return unique
 
 
 def format_example(title: str, plot: str, genres: list[str] | None = None) -> str:
@@ -64,5 +78,5 @@ def parse_example(text: str) -> Parsed:
                              body, flags=re.S):
         key, value = match.group(1), " ".join(match.group(2).split())
         fields[key] = fields[key] or value
-    genres = [g.strip() for g in fields["genre"].split(",") if g.strip()]
+    genres = unique_genres(g.strip() for g in fields["genre"].split(",") if g.strip())
     return Parsed(fields["title"], fields["plot"], genres, finished)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from reelworks import storage
 from reelworks.errors import ReelworksError
 from reelworks.metrics import job_metrics
-from reelworks.plots.corpus import format_example, normalize
+from reelworks.plots.corpus import format_example, normalize, unique_genres
 from reelworks.reports import Report
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,10 @@ def parse_genres(raw: str) -> list[str]:
     if raw.startswith("["):
         try:
             items = json.loads(raw)
-            return [normalize(i["name"] if isinstance(i, dict) else i) for i in items if i]
+            return unique_genres(normalize(i["name"] if isinstance(i, dict) else i) for i in items if i)
         except (ValueError, KeyError, TypeError):
             pass
-    return [g for g in (normalize(p) for p in re.split(r"[,|/]", raw)) if g]
+    return unique_genres(g for g in (normalize(p) for p in re.split(r"[,|/]", raw)) if g)
 
 
 def _year(row: dict, picked: dict) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 
 from reelworks import storage
 
@@ -61,11 +62,21 @@ TITLE_NOUNS = ["Harbor", "Signal", "Crown", "Promise", "Garden", "Station", "Let
                "Song", "Moon", "Game", "Fire", "Map"]
 
 
+# "an" goes before a vowel sound: a vowel letter, except where it sounds like "y" or "w" (a
+# unique, a one-off, a European), and a silent h (an honest, an hour).
+_VOWEL_SOUND = re.compile(r"(?!uni|use|usu|eu|ewe|one\b|once)[aeiou]|hour|honest|honou?r|heir", re.I)
+
+
+def with_article(word: str) -> str:
+    """`word` after its indefinite article: "a young", "an ambitious", "an hour", "a unique"."""
+    return f"{'an' if _VOWEL_SOUND.match(word) else 'a'} {word}"
+
+
 def _sentence(rng: random.Random, genre: str) -> str:
     # Short plots from many small interchangeable parts: a tiny model learns the grammar, and
     # what it writes is mostly new combinations (not copies), short enough for one tweet.
     roles, places, threats = GENRES[genre]
-    return (f"{rng.choice(FIRST)}, a {rng.choice(ADJECTIVES)} {rng.choice(roles)}, {rng.choice(EVENTS)} "
+    return (f"{rng.choice(FIRST)}, {with_article(rng.choice(ADJECTIVES))} {rng.choice(roles)}, {rng.choice(EVENTS)} "
             f"{rng.choice(places)} and {rng.choice(ACTIONS)} {rng.choice(threats)}{rng.choice(ENDINGS)}.")
 
 

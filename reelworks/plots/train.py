@@ -9,22 +9,20 @@ the run's `TrainConfig` next to its checkpoints and starts the workers:
   nodes x `gpus_per_worker` processes, running the same entry point (`python -m reelworks.plots.train`);
 - `launcher="pytorchjob"`: the same as a Training Operator 1.9 PyTorchJob, for clusters not yet on Trainer v2.
 
-Workers pack the text into `block_size` chunks, train with AdamW, warmup + cosine, gradient
-accumulation, bf16 on GPU and optionally `torch.compile`, checkpoint every
-`checkpoint_every` steps (model, optimizer, scheduler, RNG, data position) and resume from
-the newest complete checkpoint. Rank 0 logs and pushes `reelworks_train_*` metrics and
+Workers pack the text into `block_size` chunks and train with AdamW, warmup + cosine, gradient
+accumulation, bf16 on GPU (DDP, accumulation and bf16 through `accelerate`) and optionally
+`torch.compile`. They checkpoint every `checkpoint_every` steps (model, optimizer, scheduler,
+RNG, data position: `reelworks.checkpoints`) and resume from the newest complete checkpoint. Rank 0 logs and pushes `reelworks_train_*` metrics and
 saves the final model (`save_pretrained`, safetensors) with its tokenizer, then
 `training.json` (the completion marker of the output).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,9 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reelworks import storage
+from reelworks import checkpoints, storage
 from reelworks.errors import ReelworksError
-from reelworks.plots import checkpoints
 
 log = logging.getLogger("reelworks.plots.train")  # also when run as __main__ by torchrun
 ARCHS = ("gpt2", "lstm")
@@ -137,8 +134,9 @@ def _check_gpus(nproc: int) -> None:
 
 def _run_torchrun(config_uri: str, nproc: int) -> None:
     """torchrun on this machine; its output is passed through and its `error:` line kept."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-               "--master-addr=127.0.0.1", f"--master-port={free_port()}",
+    # --standalone: a rendezvous store on localhost whose port torchrun binds itself (port 0), so no
+    # port picked here can be taken by another process before torchrun gets to it.
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "reelworks.plots.train", "--config", config_uri]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     log.info("starting %d training processes: %s", nproc, " ".join(command[2:]))
@@ -199,24 +197,16 @@ class _Data:
             raise ReelworksError(f"too little text for one block of {block_size} tokens: use more data "
                                  "or a smaller --block-size")
         self.blocks = np.asarray(ids[: n * block_size], dtype=np.int64).reshape(n, block_size)
-        self.seed = seed
-        self._orders: dict[int, object] = {}
+        self.order = checkpoints.EpochOrder(n, seed)
 
     def __len__(self) -> int:
         return len(self.blocks)
 
     def batch(self, position: int, size: int):
         """Blocks at global stream positions [position, position+size): epochs back to back."""
-        import numpy as np
         import torch
 
-        rows = []
-        for p in range(position, position + size):
-            epoch, index = divmod(p, len(self.blocks))
-            if epoch not in self._orders:
-                self._orders = {epoch: np.random.default_rng(self.seed + epoch).permutation(len(self.blocks))}
-            rows.append(self._orders[epoch][index])
-        return torch.from_numpy(self.blocks[rows])
+        return torch.from_numpy(self.blocks[self.order.indices(position, size)])
 
 
 def _tokenize(tokenizer, lines: list[str]) -> list[int]:
@@ -275,43 +265,37 @@ def run_worker(config: TrainConfig) -> dict | None:
     import torch
 
     threads = torch.get_num_threads()
-    if config.threads:
-        # Tiny models gain little from intra-op threads, and on a busy machine spinning
-        # OpenMP threads are several times slower than one.
-        torch.set_num_threads(config.threads)
     try:
         return _run_worker(config)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # as the caller had it (a run in this process)
 
 
 def _run_worker(config: TrainConfig) -> dict | None:
     import torch
-    import torch.distributed as dist
+    import transformers
+    from accelerate import Accelerator
+    from accelerate.utils import gather_object, set_seed
+    from transformers import get_cosine_schedule_with_warmup
 
     from reelworks.metrics import JobMetrics
     from reelworks.plots.prep import read_lines
     from reelworks.progress import track
 
-    import transformers
-
     transformers.logging.set_verbosity_error()  # packed blocks need no attention mask: no warnings about it
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-
-    def barrier():
-        if world > 1:
-            dist.barrier()
-
-    torch.manual_seed(config.seed + rank)
-    tokenizer = _tokenizer(config, rank, barrier)
+    # The process group comes from torchrun's environment (gloo on CPU, NCCL on GPU); DDP,
+    # skipping its all-reduce between accumulation micro-steps, and bf16 autocast on GPU come with it.
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, mixed_precision="bf16" if cuda else "no",
+                              cpu=not cuda)
+    if config.threads:  # after Accelerator(), which sets its own count on CPU without OMP_NUM_THREADS
+        # Tiny models gain little from intra-op threads, and on a busy machine spinning
+        # OpenMP threads are several times slower than one.
+        torch.set_num_threads(config.threads)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    # Under torchrun accelerate names the CPU "cpu:0", which safetensors rejects as a device.
+    device = accelerator.device if cuda else torch.device("cpu")
+    tokenizer = _tokenizer(config, rank, accelerator.wait_for_everyone)
     train_ids = _tokenize(tokenizer, read_lines(config.data, "train.txt"))
     valid_ids = _tokenize(tokenizer, read_lines(config.data, "valid.txt"))
     train_data = _Data(train_ids, config.block_size, config.seed)
@@ -319,66 +303,55 @@ def _run_worker(config: TrainConfig) -> dict | None:
     per_step = config.batch_size * config.grad_accum * world  # blocks per optimizer step, all ranks
     max_steps = config.max_steps or max(1, math.ceil(config.epochs * len(train_data) / per_step))
 
-    torch.manual_seed(config.seed)  # same initial weights on every rank
-    model = _build_model(config, tokenizer).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+    set_seed(config.seed)  # same initial weights on every rank
+    raw_model = _build_model(config, tokenizer).to(device)
+    optimizer = torch.optim.AdamW(raw_model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                   betas=(0.9, 0.95), fused=cuda)
-    from transformers import get_cosine_schedule_with_warmup
-
+    # Stepped by us once per optimizer step: accelerate's prepared scheduler steps once per
+    # process, for data loaders it shards, which would run our schedule `world` times too fast.
     scheduler = get_cosine_schedule_with_warmup(optimizer, min(config.warmup_steps, max_steps // 2), max_steps)
 
     def load(folder: Path, step: int) -> dict:
         from safetensors.torch import load_model
 
-        load_model(model, str(folder / "model.safetensors"), device=str(device))
+        load_model(raw_model, str(folder / "model.safetensors"), device=str(device))
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location=device))
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
         rng = torch.load(folder / "rng.pt", weights_only=True)
-        state = json.loads((folder / "state.json").read_text())
         if rank < len(rng["cpu"]):
             torch.set_rng_state(rng["cpu"][rank])
             if cuda and rng.get("cuda"):
                 torch.cuda.set_rng_state(rng["cuda"][rank])
-        return state
+        return json.loads((folder / "state.json").read_text())
 
     resumed = checkpoints.load_newest(config.checkpoint_dir, load)
-    step, position, state = (resumed[0], resumed[1]["position"], resumed[1]) if resumed else (0, 0, {})
+    step, state = resumed if resumed else (0, {"position": 0})
+    position = state["position"]
     if resumed:
         log.info("resumed from checkpoint %s (step %d of %d)", checkpoints.name(step), step, max_steps)
-    if world > 1:  # every rank must have picked the same checkpoint
-        steps = [None] * world
-        dist.all_gather_object(steps, step)
-        if len(set(steps)) != 1:
-            raise ReelworksError(f"ranks resumed from different checkpoints: {steps}")
+    chosen = gather_object([step])
+    if len(set(chosen)) != 1:
+        raise ReelworksError(f"ranks resumed from different checkpoints: {chosen}")
 
-    raw_model = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(model, device_ids=[local_rank] if cuda else None)
-    if config.compile:
+    model, optimizer = accelerator.prepare(raw_model, optimizer)
+    if config.compile:  # not Accelerator(dynamo_backend=): the first run in a process would fix it for all
         model = torch.compile(model)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
 
     def evaluate() -> float:
         model.eval()
         total = torch.zeros(2, dtype=torch.float64, device=device)
-        with torch.no_grad(), autocast:
+        with torch.no_grad():
             for start in range(rank * config.batch_size, len(valid_data), world * config.batch_size):
                 x = torch.from_numpy(valid_data.blocks[start:start + config.batch_size]).to(device)
                 total += torch.tensor([model(input_ids=x, labels=x).loss.item() * len(x), len(x)],
                                       dtype=torch.float64, device=device)
-        if world > 1:
-            dist.all_reduce(total)
+        total = accelerator.reduce(total, "sum")
         model.train()
         return math.exp(total[0].item() / max(total[1].item(), 1.0))
 
     def save_checkpoint(at_step: int, at_position: int) -> None:
-        rng = {"cpu": [torch.get_rng_state()], "cuda": [torch.cuda.get_rng_state()] if cuda else []}
-        if world > 1:
-            gathered = [None] * world
-            dist.all_gather_object(gathered, rng)
-            rng = {"cpu": [g["cpu"][0] for g in gathered], "cuda": [g["cuda"][0] for g in gathered if g["cuda"]]}
+        # Every rank's RNG (dropout), so that a resumed run draws what the uninterrupted one would.
+        rng = gather_object([{"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if cuda else None}])
         if rank == 0:
             def write(folder: Path) -> None:
                 from safetensors.torch import save_model
@@ -386,14 +359,15 @@ def _run_worker(config: TrainConfig) -> dict | None:
                 save_model(raw_model, str(folder / "model.safetensors"))
                 torch.save(optimizer.state_dict(), folder / "optimizer.pt")
                 torch.save(scheduler.state_dict(), folder / "scheduler.pt")
-                torch.save(rng, folder / "rng.pt")
+                torch.save({"cpu": [r["cpu"] for r in rng], "cuda": [r["cuda"] for r in rng if cuda]},
+                           folder / "rng.pt")
                 (folder / "state.json").write_text(json.dumps(
                     {"step": at_step, "position": at_position, "max_steps": max_steps, "world_size": world,
                      "tokens_seen": at_position * config.block_size}))
 
             checkpoints.save(config.checkpoint_dir, at_step, write, keep=config.keep_checkpoints)
             log.info("checkpoint %s saved", checkpoints.name(at_step))
-        barrier()  # nobody runs ahead while rank 0 writes: the saved state is the state of all
+        accelerator.wait_for_everyone()  # nobody runs ahead while rank 0 writes: the saved state is the state of all
 
     metrics = JobMetrics(config.job) if rank == 0 else None
     gauges = {}
@@ -402,7 +376,6 @@ def _run_worker(config: TrainConfig) -> dict | None:
                           ("tokens_per_second", "Training throughput, all workers"),
                           ("val_perplexity", "Validation perplexity")]:
             gauges[name] = metrics.gauge(f"reelworks_train_{name}", doc)
-    if rank == 0:
         log.info("training %s (%s parameters) on %d blocks of %d tokens: %d steps of %d blocks, "
                  "world size %d, %s", config.arch, f"{sum(p.numel() for p in raw_model.parameters()):,}",
                  len(train_data), config.block_size, max_steps, per_step, world, device)
@@ -415,15 +388,11 @@ def _run_worker(config: TrainConfig) -> dict | None:
         for micro in range(config.grad_accum):
             start = position + (micro * world + rank) * config.batch_size
             x = train_data.batch(start, config.batch_size).to(device, non_blocking=True)
-            sync = micro == config.grad_accum - 1 or world == 1
-            # Between accumulation micro-steps DDP need not all-reduce gradients.
-            context = model.no_sync() if not sync and hasattr(model, "no_sync") else contextlib.nullcontext()
-            with context:
-                with autocast:
-                    loss = model(input_ids=x, labels=x).loss / config.grad_accum
-                loss.backward()
-            loss_sum += loss.detach()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            with accelerator.accumulate(model):  # gradients are all-reduced on the last micro-step only
+                loss = model(input_ids=x, labels=x).loss
+                accelerator.backward(loss)  # of loss / grad_accum
+            loss_sum += loss.detach() / config.grad_accum
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -431,10 +400,8 @@ def _run_worker(config: TrainConfig) -> dict | None:
         window_steps += 1
         done = step + 1
         if done % config.log_every == 0 or done == max_steps:
-            if world > 1:
-                dist.all_reduce(loss_sum)
             elapsed = time.perf_counter() - window_start
-            mean_loss = loss_sum.item() / window_steps / world
+            mean_loss = accelerator.reduce(loss_sum, "sum").item() / window_steps / world
             speed = window_steps * tokens_per_step / max(elapsed, 1e-9)
             if metrics:
                 log.info("step %d/%d loss %.4f lr %.2e %.0f tokens/s", done, max_steps, mean_loss,
@@ -478,14 +445,8 @@ def _run_worker(config: TrainConfig) -> dict | None:
                 raw_model.generation_config.save_pretrained(tmp)
             storage.sync_up(tmp, config.output)
         storage.write_text(storage.join(config.output, MANIFEST), json.dumps(result, indent=2))  # last: complete
-    barrier()
+    accelerator.wait_for_everyone()
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> None:

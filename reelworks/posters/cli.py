@@ -105,12 +105,14 @@ def train_gan(data: str = typer.Option(..., help="A `posters prep` output."),
               size: int = typer.Option(32, help="32 or 64 pixels square."),
               steps: int = typer.Option(2000), batch_size: int = typer.Option(64),
               learning_rate: float = typer.Option(2e-4), sample_every: int = typer.Option(200),
+              checkpoint_every: int = typer.Option(200, help="Steps between checkpoints (OUTPUT/checkpoints); "
+                                                   "a run started again resumes from the newest."),
               seed: int = typer.Option(0)) -> None:
-    """Train the conditional DCGAN (genres + decade)."""
+    """Train the conditional DCGAN (genres + decade), resuming from its checkpoints."""
     from reelworks.posters.train_gan import train_gan as run
 
     card = run(data, output, size=size, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-               sample_every=sample_every, seed=seed)
+               sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed)
     typer.echo(f"GAN trained {card['steps']} steps (d_loss {card['final_d_loss']:.3f}, "
                f"g_loss {card['final_g_loss']:.3f}) -> {output}")
 

@@ -5,8 +5,9 @@ configured, else a fixed template; cut to CLIP's 77 tokens) and a negative promp
 portrait rendered by a Stable Diffusion pipeline (`reelworks.diffusion`: "tiny", a Hub id, a
 folder or an s3:// prefix), seeded per item; the title set onto it with PIL; optionally the
 genre classifier's reading of the finished poster. The poster is saved beside the queue
-(`<queue folder>/posters/<id>.png`) and its URI written into the item's `image` field with a
-compare-and-swap (`queue.set_images`), so plots appended meanwhile are kept.
+(`<queue folder>/posters/<id>.png`) and its URI (s3://, or an absolute path: the tweeter may
+run from another directory) written into the item's `image` field with a compare-and-swap
+(`queue.set_images`), so plots appended meanwhile are kept.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from reelworks.errors import ReelworksError
 from reelworks.metrics import job_metrics
 from reelworks.progress import track
 from reelworks.reports import Report
-from reelworks.tweeter.queue import QueueItem, read_queue, set_images
+from reelworks.tweeter.queue import POSTERS_FOLDER, QueueItem, read_queue, set_images
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,12 @@ GENRE_STYLE = {
 DEFAULT_STYLE = "cinematic lighting, dramatic composition"
 LLM_SYSTEM = ("You write image prompts for a text-to-image model that paints movie posters. Answer with JSON: "
               "`prompt` is one visual scene for the poster (subjects, setting, lighting, colors, style), "
-              "at most 50 words, no text or letters on the image, no title; `negative_prompt` lists what "
-              "to avoid, at most 20 words.")
-PROMPT_SCHEMA = {"type": "object", "properties": {"prompt": {"type": "string"},
-                                                  "negative_prompt": {"type": "string"}},
+              "at most 77 CLIP tokens (about 50 words), no text or letters on the image, no title; "
+              "`negative_prompt` lists what to avoid, at most 20 words.")
+# The lengths bound what a schema-enforcing server can generate (well inside max_tokens below);
+# the prompts are then cut to the text encoder's 77 tokens with its own tokenizer (fit_prompt).
+PROMPT_SCHEMA = {"type": "object", "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": 600},
+                                                  "negative_prompt": {"type": "string", "maxLength": 300}},
                  "required": ["prompt", "negative_prompt"]}
 GALLERY_WIDTH = 192
 
@@ -76,7 +79,7 @@ def llm_prompt(client, item: QueueItem) -> tuple[str, str]:
     genres = ", ".join(item.genres) or "unknown"
     answer = client.json([{"role": "system", "content": LLM_SYSTEM},
                           {"role": "user", "content": f"Title: {item.title}\nGenres: {genres}\nPlot: {item.plot}"}],
-                         PROMPT_SCHEMA, name="poster_prompt", max_tokens=200)
+                         PROMPT_SCHEMA, name="poster_prompt", max_tokens=256)
     return str(answer["prompt"]).strip(), str(answer["negative_prompt"]).strip() or NEGATIVE_PROMPT
 
 
@@ -136,7 +139,7 @@ def posters_from_plots(queue: str, output: str, *, model: str = "tiny", kind: st
     if not missing_ok and not storage.exists(queue):  # a pipeline whose curation kept nothing has none
         raise ReelworksError(f"no queue at {queue}")
     with job_metrics("posters_from_plots") as metrics:
-        read = read_queue(queue)
+        read = read_queue(queue, missing_ok=missing_ok)
         no_plot = sum("empty title or plot" in reason for _, reason in read.bad_lines)
         if no_plot:
             metrics.drop("no_plot", no_plot)
@@ -154,19 +157,27 @@ def posters_from_plots(queue: str, output: str, *, model: str = "tiny", kind: st
             dev = str(pipe.device) if hasattr(pipe, "device") else "cpu"
             bar = track(None, "posters", total=len(todo), unit="poster")
 
-            def render(batch: list[QueueItem]) -> list[dict]:
+            def render(batch: list[tuple[QueueItem, int]]) -> list[dict]:
+                """Posters for (item, reroll) pairs; one the safety checker blacked out comes back
+                as {"flagged": True}, unwritten (run_batched makes it again from the next seed)."""
+                items = [item for item, _ in batch]
                 prompts = [llm_prompt(client, item) if client is not None else template_prompt(item)
-                           for item in batch]
+                           for item in items]
                 positive = [diffusion.fit_prompt(pipe.tokenizer, p) for p, _ in prompts]
                 negative = [diffusion.fit_prompt(pipe.tokenizer, n) for _, n in prompts]
-                seeds = [item_seed(item, seed) for item in batch]
-                images = pipe(prompt=positive, negative_prompt=negative, height=height, width=width,
-                              num_inference_steps=steps, guidance_scale=guidance,
-                              generator=diffusion.generators(seeds, "cpu" if dev == "cpu" else dev),
-                              output_type="pil").images
+                seeds = [item_seed(item, seed) + reroll for item, reroll in batch]
+                generated = pipe(prompt=positive, negative_prompt=negative, height=height, width=width,
+                                 num_inference_steps=steps, guidance_scale=guidance,
+                                 generator=diffusion.generators(seeds, "cpu" if dev == "cpu" else dev),
+                                 output_type="pil")
+                flags = diffusion.nsfw_flags(generated, len(batch))
                 out = []
-                for item, raw, prompt, neg, item_seed_ in zip(batch, images, positive, negative, seeds):
-                    poster_uri = beside(queue, "posters", f"{item.id}.png")
+                for item, raw, prompt, neg, item_seed_, flagged in zip(items, generated.images, positive, negative,
+                                                                       seeds, flags):
+                    if flagged:
+                        out.append({"id": item.id, "flagged": True})
+                        continue
+                    poster_uri = storage.absolute(beside(queue, POSTERS_FOLDER, f"{item.id}.png"))
                     raw_uri = storage.join(output, "raw", f"{item.id}.png")
                     storage.write_bytes(raw_uri, _png(raw))
                     storage.write_bytes(poster_uri, _png(set_title(raw, item.title)))
@@ -175,12 +186,15 @@ def posters_from_plots(queue: str, output: str, *, model: str = "tiny", kind: st
                                 "seed": item_seed_, "model": model, "steps": steps, "size": [width, height],
                                 "image": poster_uri, "raw": raw_uri})
                 # Attach this batch's posters now: a crash later keeps what is done.
-                set_images(queue, {r["id"]: r["image"] for r in out})
-                metrics.items.inc(len(out))
-                bar.update(len(out))
+                done = [r for r in out if not r.get("flagged")]
+                set_images(queue, {r["id"]: r["image"] for r in done})
+                metrics.items.inc(len(done))
+                bar.update(len(done))
                 return out
 
-            records = diffusion.run_batched(render, todo, batch_size)
+            records = diffusion.run_batched(render, [(item, 0) for item in todo], batch_size,
+                                            flagged=lambda record: record.get("flagged", False),
+                                            reroll=lambda pair, attempt: (pair[0], attempt))
             bar.close()
         elapsed = time.time() - started
         if classifier and records:
@@ -242,6 +256,7 @@ def _contact_sheet(records: list[dict], classified: bool, columns: int = 6) -> b
     """The posters in a grid, each with its requested (and classified) genres beneath."""
     from PIL import Image, ImageDraw, ImageFont
 
+    from reelworks.media import open_image
     from reelworks.posters.title_card import font_path
 
     font = ImageFont.truetype(str(font_path()), 11)
@@ -254,7 +269,7 @@ def _contact_sheet(records: list[dict], classified: bool, columns: int = 6) -> b
     for n, record in enumerate(records):
         x = 8 + (n % columns) * (GALLERY_WIDTH + 8)
         y = 8 + (n // columns) * (thumb_h + caption_h + 8)
-        poster = Image.open(io.BytesIO(storage.read_bytes(record["image"]))).convert("RGB")
+        poster = open_image(record["image"]).convert("RGB")
         sheet.paste(poster.resize((GALLERY_WIDTH, thumb_h), Image.LANCZOS), (x, y))
         lines = [", ".join(record["genres"]) or "-"]
         if classified:

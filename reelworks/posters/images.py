@@ -6,14 +6,11 @@ for training and for prediction.
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 
 # The original posters are 182x268; `ratio` (percent) scales both sides, as the original did.
 ORIGINAL_SIZE = (182, 268)  # width, height
-# A poster has well under a million pixels; anything past this is refused before decoding.
-MAX_PIXELS = 40_000_000
 
 
 class PosterRejected(Exception):
@@ -36,26 +33,14 @@ def decode_poster(data: bytes, size: tuple[int, int], channels: int = 3) -> np.n
 
     Raises PosterRejected("empty" | "not_image" | "too_large" | "corrupt").
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if not data:
-        raise PosterRejected("empty", "0 bytes")
+    from reelworks.media import ImageRefused, open_image
+
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            # The header gives the size before any pixel is decoded: refuse bombs here.
-            if image.width * image.height > MAX_PIXELS:
-                raise PosterRejected("too_large", f"{image.width}x{image.height} pixels")
-            image.load()
-    except PosterRejected:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PosterRejected("too_large", str(exc)[:120]) from None
-    except UnidentifiedImageError:
-        raise PosterRejected("not_image", "not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated or damaged files
-        raise PosterRejected("corrupt", str(exc)[:120]) from None
+        image = open_image(data, "poster")  # the shared pixel cap, checked before decoding
+    except ImageRefused as exc:
+        raise PosterRejected(exc.reason, exc.detail) from None
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != tuple(size):
         image = image.resize(tuple(size), Image.Resampling.LANCZOS)

@@ -19,7 +19,6 @@ import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -319,4 +318,4 @@ def load_manifest(data: str) -> dict:
 def local_split_files(data: str, manifest: dict, split: str) -> list[str]:
     """Local paths of a split's shards (S3 datasets are synced into the cache first)."""
     root = storage.cached(data)
-    return [str(Path(root) / f) for f in manifest["splits"][split]["files"]]
+    return [storage.inside(str(root), f, f"{split} shard in {MANIFEST}") for f in manifest["splits"][split]["files"]]

@@ -2,7 +2,13 @@
 
 Output folder: `generator.keras`, `discriminator.keras`, `samples/step-NNNNNN.png` (a grid
 every `sample_every` steps: one row per genre, fixed noise per column), `losses.json`,
-`losses.png`, `report/`, and last `gan_card.json` (the completion marker).
+`losses.png`, `report/`, `checkpoints/`, and last `gan_card.json` (the completion marker).
+
+Every `checkpoint_every` steps both networks' weights (Keras `.weights.h5`), both Adam states
+(a TF checkpoint) and the losses so far go to `checkpoints/` (`reelworks.checkpoints`); a
+killed run started again resumes from the newest complete one. Batches come from the
+position in a seeded epoch order and the noise of step i from (seed, i), so the resumed run
+trains on exactly what the uninterrupted one would have.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reelworks import storage
+from reelworks import checkpoints, storage
 from reelworks.errors import ReelworksError
 from reelworks.metrics import job_metrics
 from reelworks.posters.prep import load_manifest, local_split_files
@@ -77,16 +83,18 @@ def noise_check(samples: np.ndarray, real: np.ndarray) -> dict:
 
 def train_gan(data: str, output: str, *, size: int = 32, steps: int = 2000, batch_size: int = 64,
               z_dim: int = 100, width: int = 64, learning_rate: float = 2e-4, sample_every: int = 200,
-              seed: int = 0) -> dict:
-    """Train the conditional GAN; returns its card."""
+              seed: int = 0, checkpoint_every: int = 200, keep_checkpoints: int = 2) -> dict:
+    """Train the conditional GAN, resuming from `output`/checkpoints; returns its card."""
+    if steps < 1 or batch_size < 2:
+        raise ReelworksError("steps must be >= 1 and batch_size >= 2")
+    if checkpoint_every < 1 or sample_every < 1:
+        raise ReelworksError("checkpoint_every and sample_every must be >= 1")
     import keras
     import tensorflow as tf
 
     from reelworks.imageclf.evaluation import gallery_png
     from reelworks.posters import gan
 
-    if steps < 1 or batch_size < 2:
-        raise ReelworksError("steps must be >= 1 and batch_size >= 2")
     manifest = load_manifest(data)
     classes = manifest["classes"]
     keras.utils.set_random_seed(seed)
@@ -97,14 +105,11 @@ def train_gan(data: str, output: str, *, size: int = 32, steps: int = 2000, batc
     g_opt = keras.optimizers.Adam(learning_rate, beta_1=0.5)
     d_opt = keras.optimizers.Adam(learning_rate, beta_1=0.5)
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    ds = (tf.data.Dataset.from_tensor_slices((images.astype(np.float32), conds))
-          .shuffle(len(images), seed=seed).repeat().batch(batch_size, drop_remainder=len(images) >= batch_size)
-          .prefetch(tf.data.AUTOTUNE))
+    images = images.astype(np.float32)
+    order = checkpoints.EpochOrder(len(images), seed)
 
     @tf.function
-    def step(real, cond):
-        n = tf.shape(real)[0]
-        z = tf.random.normal((n, z_dim))
+    def step(real, cond, z):
         with tf.GradientTape() as d_tape, tf.GradientTape() as g_tape:
             fake = generator([z, cond], training=True)
             real_logit = discriminator([real, cond], training=True)
@@ -125,28 +130,59 @@ def train_gan(data: str, output: str, *, size: int = 32, steps: int = 2000, batc
         grid_cond[row * 6:(row + 1) * 6, row] = 1.0
     grid_cond[:, len(classes) + common_decade] = 1.0
     grid_z = np.tile(np.random.default_rng(seed).normal(size=(6, z_dim)).astype(np.float32), (len(classes), 1))
-    losses = {"step": [], "d_loss": [], "g_loss": []}
+
+    def sample_grid(i: int) -> np.ndarray:
+        samples = gan.to_uint8(generator([grid_z, grid_cond], training=False))
+        captions = [classes[r // 6] if r % 6 == 0 else "" for r in range(len(samples))]
+        storage.write_bytes(storage.join(output, "samples", f"step-{i:06d}.png"),
+                            gallery_png(list(samples), captions, columns=6, cell_inches=1.1,
+                                        title=f"step {i}: one row per genre"))
+        return samples
+
+    # Adam's moments are created up front, so that a checkpoint can be read into them.
+    g_opt.build(generator.trainable_variables)
+    d_opt.build(discriminator.trainable_variables)
+    optimizer_state = tf.train.Checkpoint(generator=g_opt, discriminator=d_opt)
+    checkpoint_root = storage.join(output, "checkpoints")
+
+    def save(folder: Path) -> None:
+        generator.save_weights(folder / "generator.weights.h5")
+        discriminator.save_weights(folder / "discriminator.weights.h5")
+        optimizer_state.write(str(folder / "optimizers"))
+        (folder / "losses.json").write_text(json.dumps(losses))
+
+    def load(folder: Path, at_step: int) -> dict:
+        generator.load_weights(folder / "generator.weights.h5")
+        discriminator.load_weights(folder / "discriminator.weights.h5")
+        optimizer_state.read(str(folder / "optimizers")).assert_consumed()
+        return json.loads((folder / "losses.json").read_text())
+
+    done, losses = checkpoints.load_newest(checkpoint_root, load) or (0, {"step": [], "d_loss": [], "g_loss": []})
+    if done > steps:
+        raise ReelworksError(f"{checkpoint_root} holds a checkpoint at step {done}, past --steps {steps}: "
+                             "train more steps or use a new output")
+    if done:
+        log.info("resumed from checkpoint %s (step %d of %d)", checkpoints.name(done), done, steps)
+    storage.delete(storage.join(output, CARD))  # the output is incomplete until the card is written again
     with job_metrics("posters_train_gan") as metrics, tempfile.TemporaryDirectory(prefix="reelworks-gan-") as tmp:
-        iterator = iter(ds)
-        for i in track(range(1, steps + 1), "training the GAN", total=steps, unit="step"):
-            real, cond = next(iterator)
-            d_loss, g_loss = step(real, cond)
+        for i in track(range(done + 1, steps + 1), "training the GAN", total=steps - done, unit="step"):
+            rows = order.indices((i - 1) * batch_size, batch_size)
+            z = np.random.default_rng([seed, i]).standard_normal((batch_size, z_dim), dtype=np.float32)
+            d_loss, g_loss = step(images[rows], conds[rows], z)
             losses["step"].append(i)
             losses["d_loss"].append(float(d_loss))
             losses["g_loss"].append(float(g_loss))
             if not np.isfinite(losses["d_loss"][-1] + losses["g_loss"][-1]):
                 raise ReelworksError(f"GAN training diverged at step {i} (loss is not finite)")
-            metrics.items.inc(int(real.shape[0]))
-            if i % sample_every == 0 or i == steps:
-                samples = gan.to_uint8(generator([grid_z, grid_cond], training=False))
-                captions = [classes[r // 6] if r % 6 == 0 else "" for r in range(len(samples))]
-                storage.write_bytes(storage.join(output, "samples", f"step-{i:06d}.png"),
-                                    gallery_png(list(samples), captions, columns=6, cell_inches=1.1,
-                                                title=f"step {i}: one row per genre"))
+            metrics.items.inc(batch_size)
+            if i % sample_every == 0 and i < steps:
+                sample_grid(i)
+            if i % checkpoint_every == 0 or i == steps:
+                checkpoints.save(checkpoint_root, i, save, keep=keep_checkpoints)
+        samples = sample_grid(steps)
         local = Path(tmp)
         generator.save(local / "generator.keras")
         discriminator.save(local / "discriminator.keras")
-        storage.delete(storage.join(output, CARD))
         storage.upload_file(local / "generator.keras", storage.join(output, "generator.keras"))
         storage.upload_file(local / "discriminator.keras", storage.join(output, "discriminator.keras"))
         storage.write_text(storage.join(output, "losses.json"), json.dumps(losses))

@@ -23,11 +23,12 @@ next multiple up and scaled to the requested size (one warning).
 Input: an `image` output folder (images.json: id, prompt, seed, image), a folder of images, or
 one image file; one-stage kinds only need the prompts (`prompts` CSV/embed folder, or `prompt`).
 A file that is not an image is counted (`m.drop("not_an_image")`) and skipped; a single one
-is an error. Output folder (written whole, `animate.json` last): `clips/<id>/frame_NNNN.png`.
+is an error. Output folder (written whole, `animate.json` last): `clips/<id>/frame_NNNN.png`,
+and for image-to-video kinds `clips/<id>/source.png`, the image the clip animates (the gallery
+shows it beside the clip).
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -168,16 +169,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 
 def open_image(data: bytes, name: str):
-    """A PIL RGB image, or ReelworksError naming the file when it is not one."""
-    from PIL import Image, UnidentifiedImageError
+    """A PIL RGB image, or ReelworksError naming the file when it is not one (or too large)."""
+    from reelworks import media
 
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            probe.verify()
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ReelworksError(f"{name} is not an image ({type(exc).__name__})") from None
+    return media.open_image(data, name).convert("RGB")
 
 
 def read_items(images: str | None, prompts: str | None, prompt: str | None, seed: int, m) -> list[Item]:
@@ -319,9 +314,13 @@ def animate(output: str, *, images: str | None = None, prompts: str | None = Non
                     name = f"clips/{item.id}/frame_{i:04d}.png"
                     (tmp / name).write_bytes(png_bytes(frame))
                     names.append(name)
-                clips.append({"id": item.id, "prompt": item.prompt, "seed": item.seed, "kind": kind, "model": model,
-                              "frames": len(video), "generated_frames": generate_frames, "fps": fps,
-                              "width": width, "height": height, "steps": steps, "frame_files": names})
+                clip = {"id": item.id, "prompt": item.prompt, "seed": item.seed, "kind": kind, "model": model,
+                        "frames": len(video), "generated_frames": generate_frames, "fps": fps,
+                        "width": width, "height": height, "steps": steps, "frame_files": names}
+                if kind in IMAGE_TO_VIDEO:
+                    clip["source_image"] = f"clips/{item.id}/source.png"
+                    (tmp / clip["source_image"]).write_bytes(png_bytes(np.asarray(item.image)))
+                clips.append(clip)
                 m.items.inc()
             manifest = {"kind": kind, "model": model, "frames_asked": frames, "frames": keep,
                         "generated_frames": generate_frames, "fps": fps, "width": width, "height": height,

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,8 +64,7 @@ def minilm_dir() -> Path:
     target = cache_dir() / "models" / f"all-MiniLM-L6-v2-{version}"
     if (target / "model.safetensors").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    tmp = storage.mkdtemp_beside(target)  # the umask's mode, so a shared cache stays readable
     try:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(tmp)

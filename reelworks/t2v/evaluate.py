@@ -9,8 +9,9 @@ Per clip:
   CLIP embeddings, first frame against last (the original project's "meaning lost" as a number).
 
 For the set: the prompts' diversity (mean pairwise cosine distance of their MiniLM embeddings).
-The gallery report shows, per clip, the first frame, the gif, the description, its nearest real
-descriptions and the scores. Output folder (written whole, `evaluation.json` last): `report/`.
+The gallery report shows, per clip, the source image it animated (image-to-video kinds), the
+first frame, the gif, the description, its nearest real descriptions and the scores. Output
+folder (written whole, `evaluation.json` last): `report/`.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from reelworks import media, pretrained, storage
 from reelworks.errors import ReelworksError
 from reelworks.metrics import job_metrics
 from reelworks.progress import track
-from reelworks.reports import Report
+from reelworks.reports import Report, escape
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +141,9 @@ def save_tiny_clip(output: str, seed: int = 0) -> str:
 
 def _gif_info(uri: str) -> tuple[int, int | None]:
     """(frames, loop) of a gif: loop 0 means forever, None means it plays once."""
-    import io
+    from reelworks.media import open_image
 
-    from PIL import Image
-
-    with Image.open(io.BytesIO(storage.read_bytes(uri))) as gif:
+    with open_image(uri, load=False) as gif:  # the size checked from the header; frames counted, not kept
         return gif.n_frames, gif.info.get("loop")
 
 
@@ -232,7 +231,8 @@ def evaluate(clips: str, videos: str, output: str, *, prompts: str | None = None
 
 def gallery(results: list[dict], summary: dict, clips: str, videos: str, source: dict, exported: dict,
             nearest: dict, clip_model: str | None) -> Report:
-    """The gallery: per clip its first frame, gif, description, nearest real descriptions, scores."""
+    """The gallery: per clip the image it animated, its first frame, gif, description, nearest real
+    descriptions, scores."""
     report = Report("Text to video: gallery")
     report.text(f"{len(results)} clip(s) from `{source['model']}` ({source['kind']}), {source['frames']} frames "
                 f"at {source['width']}x{source['height']}, {source.get('fps')} fps. Temporal consistency: SSIM of "
@@ -250,9 +250,14 @@ def gallery(results: list[dict], summary: dict, clips: str, videos: str, source:
             row += [round(r.get("clip_first", float("nan")), 4), round(r.get("clip_last", float("nan")), 4)]
         rows.append(row)
     report.table(headers, rows)
+    animated = {clip["id"]: clip for clip in source["clips"]}
     for r in results:
         files = exported[r["id"]]
         report.heading(f"{r['id']}: {r['prompt']}")
+        source_image = animated[r["id"]].get("source_image")
+        if source_image:
+            report.image(f"{r['id']}_source", storage.read_bytes(storage.join(clips, source_image)),
+                         "source image (what the clip animates)")
         report.image(f"{r['id']}_first", storage.read_bytes(storage.join(videos, files["first_frame"])), "first frame")
         # The looping gif itself, beside the first frame (saved as <id>.gif next to the report).
         name = f"{r['id']}.gif"
@@ -261,7 +266,7 @@ def gallery(results: list[dict], summary: dict, clips: str, videos: str, source:
         report.image(f"{r['id']}_strip", storage.read_bytes(storage.join(videos, files["strip"])), "frame strip")
         if nearest.get(r["id"]):
             report.text("Nearest real descriptions: " + "; ".join(
-                f"{n['description']} ({n['similarity']:.2f})" for n in nearest[r["id"]]))
+                f"{escape(n['description'])} ({n['similarity']:.2f})" for n in nearest[r["id"]]))
         if "clip_per_frame" in r:
             with report.figure(f"{r['id']}_clip", "CLIP text-frame agreement per frame", size=(6, 2.5)) as ax:
                 ax.plot(range(len(r["clip_per_frame"])), r["clip_per_frame"], marker="o")

@@ -32,13 +32,9 @@ def read_clips(uri: str) -> dict:
 
 def load_frames(uri: str, clip: dict) -> list[np.ndarray]:
     """The frames of one clip of an `animate` output, as HxWx3 uint8 RGB."""
-    from PIL import Image
+    from reelworks.media import open_image
 
-    frames = []
-    for name in clip["frame_files"]:
-        with Image.open(io.BytesIO(storage.read_bytes(storage.join(uri, name)))) as image:
-            frames.append(np.asarray(image.convert("RGB")))
-    return frames
+    return [np.asarray(open_image(storage.join(uri, name)).convert("RGB")) for name in clip["frame_files"]]
 
 
 def png_bytes(array: np.ndarray) -> bytes:

@@ -52,7 +52,8 @@ def publish(queue: str = QueueOption,
         for text in result.texts:
             typer.echo(f"--- dry run: would post ---\n{text}")
     typer.echo(result.message or f"{result.outcome}")
-    typer.echo(f"queue depth: {result.queue_depth}")
+    untouched = f" (dry run; the real queue still holds {result.real_queue_depth})" if result.dry_run else ""
+    typer.echo(f"queue depth: {result.queue_depth}{untouched}")
 
 
 @app.command()

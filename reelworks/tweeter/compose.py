@@ -10,6 +10,7 @@ Length is X's weighted count (`text.weighted_length`), never `len()`. Hashtags a
 decoration: as many as fit, at most `max_hashtags`. A title and plot that cannot fit in one
 tweet become a numbered thread of at most `max_thread` tweets when `overflow="thread"`, or
 are skipped with the reason when `overflow="skip"` (or when even the thread is too long).
+Characters a reader cannot see (`reelworks.text.strip_invisible`) are dropped first.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from reelworks.errors import ReelworksError
+from reelworks.text import strip_invisible
 from reelworks.tweeter.queue import QueueItem
 from reelworks.tweeter.text import MAX_WEIGHTED_LENGTH, is_valid, weighted_length
 
@@ -55,7 +57,7 @@ def hashtags(item: QueueItem, limit: int) -> list[str]:
     tags: list[str] = []
     seen: set[str] = set()
     for term in [*item.genres, *item.keywords]:
-        tag = hashtag(str(term))
+        tag = hashtag(strip_invisible(str(term)))
         if tag and tag.casefold() not in seen:
             seen.add(tag.casefold())
             tags.append(tag)
@@ -125,8 +127,10 @@ def compose(item: QueueItem, *, limit: int = MAX_WEIGHTED_LENGTH, max_hashtags: 
         raise ReelworksError(f"overflow must be one of {', '.join(OVERFLOW_CHOICES)}, not {overflow!r}")
     if max_thread < 2 and overflow == "thread":
         raise ReelworksError(f"max_thread must be at least 2 for threads, not {max_thread}")
-    title = " ".join(item.title.split())
-    plot = " ".join(item.plot.split())
+    # Invisible characters (bidi overrides, zero-width, tags, controls) never reach X, whatever
+    # wrote the queue line: the tweets are built from these two and the hashtags only.
+    title = " ".join(strip_invisible(item.title).split())
+    plot = " ".join(strip_invisible(item.plot).split())
     tags = hashtags(item, max_hashtags)
     single = f"{title}\n\n{plot}"
     if weighted_length(single) <= limit:

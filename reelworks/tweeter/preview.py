@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from reelworks.reports import Report
+from reelworks.reports import Report, code, escape
 from reelworks.tweeter.compose import compose
 from reelworks.tweeter.ledger import Ledger
 from reelworks.tweeter.publish import pending_items, sibling, usable_items
@@ -35,7 +35,7 @@ def preview(queue_uri: str, output_uri: str | None = None, n: int = 5, ledger_ur
     report = Report("Tweet queue")
     skips = sum(1 for c in compositions.values() if c.skipped)
     threads = sum(1 for c in compositions.values() if c.is_thread)
-    report.text(f"{len(pending)} plot(s) waiting in `{queue_uri}` ({len(items) - len(pending)} published or "
+    report.text(f"{len(pending)} plot(s) waiting in {code(queue_uri)} ({len(items) - len(pending)} published or "
                 f"in progress, {len(bad)} malformed line(s)); {threads} would go out as threads, "
                 f"{skips} would be skipped.")
     report.metric("queue_depth", len(pending))
@@ -55,14 +55,17 @@ def preview(queue_uri: str, output_uri: str | None = None, n: int = 5, ledger_ur
             ax.legend()
         report.metric("longest_tweet", max(lengths))
     report.heading(f"Next {len(upcoming)}")
+    # Titles, plots and image paths come from the queue (generated text): escaped, so they show
+    # as written and cannot add links, headings or HTML to the report.
     for rank, item in enumerate(upcoming, 1):
         composition = compositions[item.id]
+        heading = f"**{rank}. {escape(item.title)}** ({code(item.id)})"
         if composition.skipped:
-            report.text(f"**{rank}. {item.title}** (`{item.id}`): skipped: {composition.skipped}")
+            report.text(f"{heading}: skipped: {escape(composition.skipped)}")
             continue
-        report.text(f"**{rank}. {item.title}** (`{item.id}`)" + (f", image `{item.image}`" if item.image else ""))
+        report.text(heading + (f", image {code(item.image)}" if item.image else ""))
         for text in composition.texts:
-            report.text(text)  # its paragraphs (title, plot, hashtags) render as paragraphs
+            report.text(escape(text))  # its paragraphs (title, plot, hashtags) render as paragraphs
             report.text(f"_{weighted_length(text)} / {MAX_WEIGHTED_LENGTH} weighted characters_")
     if output_uri:
         report.save(output_uri)

@@ -19,7 +19,9 @@ run releases the plot (still queued) and exits 75; authentication errors fail fa
 and consume nothing; network errors and 5xx retry with exponential backoff `retries` times,
 then exit 75 leaving the claim for the next run to reconcile. A plot whose image cannot be
 uploaded posts nothing and stays queued (claim released): exit 2 when the image is missing or
-refused (unless `allow_no_image`: then its text goes alone), 75 when X is failing.
+refused (unless `allow_no_image`: then its text goes alone), 75 when X is failing. Only images
+under the posters folder beside the queue (where `posters from-plots` writes them), real PNG or
+JPEG files within X's 5 MB, are ever read for upload: anything else is refused the same way.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from reelworks.metrics import JobMetrics, job_metrics
 from reelworks.tweeter.compose import OVERFLOW_CHOICES, compose
 from reelworks.tweeter.ledger import SAFE_PLOT_ID, Claim, Ledger, PlotRecord, claim_is_stale
 from reelworks.tweeter.outbox import OutboxAccount
-from reelworks.tweeter.queue import QueueItem, read_queue
+from reelworks.tweeter.queue import POSTERS_FOLDER, QueueItem, read_queue
 from reelworks.tweeter.x_account import (Account, AuthFailed, Duplicate, RateLimited, Rejected, Transient,
                                          XAccount, guarded_logging)
 
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 ORDER_CHOICES = ("oldest", "random")
 EXIT_TRY_LATER = 75  # EX_TEMPFAIL: the plot is still queued, a later run will post it
 LOOKBACK_SECONDS = 600  # search X from this long before a claim (clock skew between pods)
+IMAGE_FORMATS = ("PNG", "JPEG")  # what posters are; X takes these as tweet images
+MAX_IMAGE_BYTES = 5 * 2**20  # X's limit for an uploaded image
 MAX_NOT_BEFORE_SECONDS = 24 * 3600
 
 
@@ -66,7 +70,7 @@ class PublishError(ReelworksError):
 
 
 class ImageUnavailable(Exception):
-    """The plot's image is missing or X refused it (and the text alone was not allowed)."""
+    """The plot's image is missing or refused, here or by X (and the text alone was not allowed)."""
 
     reason = "image_unavailable"
 
@@ -105,7 +109,8 @@ class PublishResult:
     reconciled: list[str] = field(default_factory=list)  # plot ids found already posted
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (plot id, reason)
     bad_lines: list[tuple[int, str]] = field(default_factory=list)
-    queue_depth: int = 0
+    queue_depth: int = 0  # plots left to publish after this run (a dry run counts its outbox too)
+    real_queue_depth: int = 0  # the same for the real ledger alone (what the depth gauge reports)
     outbox: str | None = None
     message: str = ""
 
@@ -119,6 +124,29 @@ def sibling(queue_uri: str, name: str) -> str:
     else:
         base = str(Path(loc.key).parent)
     return storage.join(base, name)
+
+
+def read_poster(image: str, queue_uri: str) -> bytes:
+    """The bytes of a queued plot's image, for upload. A queue line can name any URI (say
+    /proc/self/environ, whose bytes would go to X), so only a real PNG or JPEG of at most 5 MB
+    under the posters folder beside the queue is read: `ImageRefused` (one line) otherwise,
+    `NotFoundError` when it is not there."""
+    from reelworks.media import ImageRefused, open_image
+
+    posters = sibling(queue_uri, POSTERS_FOLDER)
+    shown = repr(image[:200])  # the queue's text, quoted: it may hold anything
+    try:
+        inside = storage.is_inside(image, posters)
+    except ReelworksError:  # not even a URI we read
+        inside = False
+    if not inside:
+        raise ImageRefused(shown, "outside", f"outside {posters}, where posters are kept "
+                                             "(`posters from-plots` writes them there)")
+    data = storage.read_bytes(image)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageRefused(shown, "too_large", f"{len(data):,} bytes, over X's {MAX_IMAGE_BYTES:,} byte limit")
+    open_image(data, shown, formats=IMAGE_FORMATS)  # decodes it: a real image, within the pixel cap
+    return data
 
 
 def parse_not_before(text: str, now: float | None = None) -> float:
@@ -239,9 +267,15 @@ class Publisher:
             done |= {pid for pid, rec in self.real_ledger.snapshot().items() if rec.claims or rec.done}
         return records, done
 
-    def _real_depth(self, items: list[QueueItem]) -> int:
-        real = self.real_ledger.snapshot()
-        return sum(1 for item in items if not (item.id in real and real[item.id].done))
+    def _depths(self, items: list[QueueItem]) -> tuple[int, int]:
+        """(plots left to publish as this run sees them, plots left in the real ledger): the same
+        in a real run; a dry run also takes away what it published to its outbox."""
+        def finished(ledger: Ledger) -> set[str]:
+            return {pid for pid, rec in ledger.snapshot().items() if rec.done}
+
+        real_done = finished(self.real_ledger)
+        seen_done = (real_done | finished(self.ledger)) if self.options.dry_run else real_done
+        return (sum(item.id not in seen_done for item in items), sum(item.id not in real_done for item in items))
 
     def _wait_until(self, when: float) -> None:
         delay = when - self.clock()
@@ -322,7 +356,7 @@ class Publisher:
         self.result.bad_lines = bad
         for _ in bad:
             self.series.failure("bad_queue_line")
-        self.series.depth.set(self._real_depth(items))
+        self.series.depth.set(self._depths(items)[1])
         account = self.account()  # missing credentials fail here, before any claim
         guard = guarded_logging(account.credentials) if isinstance(account, XAccount) else contextlib.nullcontext()
         with guard:
@@ -335,8 +369,8 @@ class Publisher:
                 self.result.outcome = "busy"
                 self.result.message = str(exc)
                 log.info("%s", exc)
-        self.result.queue_depth = self._real_depth(items)
-        self.series.depth.set(self.result.queue_depth)
+        self.result.queue_depth, self.result.real_queue_depth = self._depths(items)
+        self.series.depth.set(self.result.real_queue_depth)
         return self.result
 
     def _publish(self, items: list[QueueItem]) -> None:
@@ -450,32 +484,36 @@ class Publisher:
             log.info("%s", self.result.message)
 
     def _media(self, claim: Claim) -> list[str] | None:
-        """The plot's image uploaded to X. When it cannot be (missing, refused, X failing), nothing
-        is posted and the plot stays queued, its claim released; with `allow_no_image` a missing
-        or refused image posts the text alone."""
+        """The plot's image uploaded to X. When it cannot be (missing, refused here or by X, X
+        failing), nothing is posted and the plot stays queued, its claim released; with
+        `allow_no_image` a missing or refused image posts the text alone."""
+        from reelworks.media import ImageRefused
+
         try:
-            data = storage.read_bytes(claim.image)
+            data = read_poster(claim.image, self.queue_uri)
+        except ImageRefused as exc:
+            return self._without_image(claim, "image_refused", f"image refused ({exc})",
+                                       ImageUnavailable(f"plot {claim.plot_id}: image {exc}"))
         except NotFoundError:
-            self.series.failure("image_missing")
-            if self.options.allow_no_image:
-                log.warning("plot %s: image %s not found; posting the text alone (--allow-no-image)",
-                            claim.plot_id, claim.image)
-                return None
-            self._stop(claim, ImageUnavailable(f"plot {claim.plot_id}: image {claim.image} not found"),
-                       maybe_posted=True, in_flight=False)
+            return self._without_image(claim, "image_missing", f"image {claim.image} not found",
+                                       ImageUnavailable(f"plot {claim.plot_id}: image {claim.image} not found"))
         try:
             return [self._retrying(lambda: self.account().upload_image(data, claim.image), claim)]
         except (RateLimited, AuthFailed, Transient) as exc:
             # No tweet of this claim is in flight during an upload, so it can be released.
             self._stop(claim, exc, maybe_posted=True, in_flight=False)
         except Rejected as exc:
-            self.series.failure("image_rejected")
-            if self.options.allow_no_image:
-                log.warning("plot %s: X refused the image (%s); posting the text alone (--allow-no-image)",
-                            claim.plot_id, exc)
-                return None
-            self._stop(claim, ImageUnavailable(f"X refused the image of plot {claim.plot_id}: {exc}"),
-                       maybe_posted=True, in_flight=False)
+            return self._without_image(claim, "image_rejected", f"X refused the image ({exc})",
+                                       ImageUnavailable(f"X refused the image of plot {claim.plot_id}: {exc}"))
+
+    def _without_image(self, claim: Claim, reason: str, problem: str, error: Exception) -> None:
+        """A plot whose image can't go with it: with `allow_no_image` its text goes alone (None:
+        no media), otherwise nothing is posted and its claim is released (`error` is raised)."""
+        self.series.failure(reason)
+        if self.options.allow_no_image:
+            log.warning("plot %s: %s; posting the text alone (--allow-no-image)", claim.plot_id, problem)
+            return None
+        self._stop(claim, error, maybe_posted=True, in_flight=False)
 
     def _send(self, claim: Claim, k: int, text: str, reply_to: str | None,
               media_ids: list[str] | None) -> tuple[str | None, str]:

@@ -6,8 +6,11 @@ A JSON Lines file at any URI, one plot per line, append-only:
      "keywords": ["robot"], "image": null, "model": "...", "created_at": "2026-11-21T10:00:00+00:00"}
 
 `id` is stable (derived from the normalised title and plot), so appending the same plot
-twice is a no-op. The tweeter never rewrites the queue: what was published lives in its
-ledger, so a plot "leaves" the queue exactly when its tweet is confirmed there. The one
+twice is a no-op. `image` is an s3:// URI or an absolute path (written so whatever the
+writer's working directory was), so the tweeter finds it from anywhere. A queue that does not
+exist is an error for its readers (a mistyped `--queue`); `append_to_queue` creates it, empty
+when there is nothing to add. The tweeter never rewrites the queue: what was published lives
+in its ledger, so a plot "leaves" the queue exactly when its tweet is confirmed there. The one
 in-place change is `set_images` (`posters from-plots` attaching a poster); it and
 `append_to_queue` write through `storage.update_text`, a compare-and-swap, so neither loses the
 other's lines when both run at once.
@@ -22,8 +25,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from reelworks import storage
+from reelworks.errors import NotFoundError
 
 log = logging.getLogger(__name__)
+
+# Queued images live in this folder beside the queue (`posters from-plots` writes them there);
+# the tweeter uploads nothing from anywhere else.
+POSTERS_FOLDER = "posters"
 
 
 def plot_id(title: str, plot: str) -> str:
@@ -50,7 +58,9 @@ class QueueItem:
         self.created_at = self.created_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        data = asdict(self)
+        data["image"] = storage.absolute(self.image) if self.image else self.image
+        return json.dumps(data, ensure_ascii=False)
 
 
 @dataclass
@@ -59,16 +69,23 @@ class QueueRead:
     bad_lines: list[tuple[int, str]]  # (line number, reason): skipped and reported, never fatal
 
 
-def read_queue(uri: str) -> QueueRead:
-    """Every well-formed item, in file order; a missing queue is an empty one."""
-    if not storage.exists(uri):
-        return QueueRead([], [])
-    return _parse(storage.read_text(uri), uri)
+def read_queue(uri: str, missing_ok: bool = False) -> QueueRead:
+    """Every well-formed item, in file order. A queue that does not exist is an error (unless
+    `missing_ok`: then it is an empty one); an empty file is an empty queue."""
+    try:
+        text = storage.read_text(uri)
+    except NotFoundError:
+        if missing_ok:
+            return QueueRead([], [])
+        raise NotFoundError(f"no tweet queue at {uri}: check --queue (`plots curate --queue` creates it)") from None
+    return _parse(text, uri)
 
 
 def _parse(text: str, uri: str) -> QueueRead:
     items, bad, seen = [], [], set()
-    for number, line in enumerate(text.splitlines(), 1):
+    # JSON Lines ends a line at "\n" only: str.splitlines() would also split inside a plot that
+    # holds U+2028, U+2029 or U+0085 (valid, unescaped, in JSON strings).
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -105,7 +122,7 @@ def append_to_queue(uri: str, new_items: list[QueueItem]) -> int:
                 added.append(item.to_json())
         count = len(added)
         if not added:
-            return None
+            return None if existing else ""  # nothing new: readers still find an (empty) queue
         prefix = existing if not existing or existing.endswith("\n") else existing + "\n"
         return prefix + "\n".join(added) + "\n"
 
@@ -121,12 +138,13 @@ def set_images(uri: str, images: dict[str, str]) -> int:
     was read (`storage.update_text`).
     """
     count = 0
+    images = {item_id: storage.absolute(image) for item_id, image in images.items()}
 
     def update(existing: str) -> str | None:
         nonlocal count
         count = 0
         lines = []
-        for line in existing.splitlines():
+        for line in existing.rstrip("\n").split("\n"):
             try:
                 data = json.loads(line) if line.strip() else None
             except ValueError:

@@ -1,8 +1,9 @@
 """The X account the tweeter posts as: tweepy's v2 `Client` with OAuth 1.0a user context.
 
-Credentials come from the environment (the chart fills it from a Kubernetes Secret):
-X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET. They never appear in logs or
-error messages: errors are built from status codes and X's own messages, passed through
+Credentials are X_API_KEY, X_API_SECRET, X_ACCESS_TOKEN, X_ACCESS_TOKEN_SECRET: on the cluster,
+files of those names in the directory REELWORKS_X_CREDENTIALS_DIR names (the chart mounts the
+Secret there read-only, so they are not in the environment every child process and crash dump
+inherits); elsewhere, env vars of those names. They never appear in logs or error messages: errors are built from status codes and X's own messages, passed through
 `Credentials.redact`, and the OAuth libraries' debug logging (which prints the signed
 Authorization header) is silenced.
 
@@ -22,10 +23,10 @@ import os
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Protocol
 
-from reelworks import redaction
+from reelworks import redaction, settings
 from reelworks.errors import ReelworksError
 from reelworks.redaction import RedactSecrets  # noqa: F401  (re-exported: it lived here)
 
@@ -99,13 +100,46 @@ class Credentials:
     access_token_secret: str
 
     @classmethod
+    def load(cls, environ=None) -> "Credentials":
+        """From the files in REELWORKS_X_CREDENTIALS_DIR when it is set, else from the environment."""
+        directory = settings.x_credentials_dir(environ)
+        return cls.from_dir(directory) if directory else cls.from_env(environ)
+
+    @classmethod
     def from_env(cls, environ=None) -> "Credentials":
         environ = os.environ if environ is None else environ
         missing = [name for name in CREDENTIAL_ENV if not environ.get(name, "").strip()]
         if missing:
-            raise ReelworksError(f"X credentials missing: set {', '.join(missing)} (the chart takes them "
-                                 "from the twitter.credentialsSecret Secret); nothing was claimed or posted")
+            raise ReelworksError(f"X credentials missing: set {', '.join(missing)} (or point "
+                                 f"{settings.X_CREDENTIALS_DIR_ENV} at a directory of files named after them); "
+                                 "nothing was claimed or posted")
         return cls(*(environ[name].strip() for name in CREDENTIAL_ENV))
+
+    @classmethod
+    def from_dir(cls, directory: str | Path) -> "Credentials":
+        """One file per key, named after it (a mounted Secret); surrounding whitespace is dropped.
+        A set directory is the only source: a broken mount fails here rather than falling back."""
+        root = Path(directory)
+        if not root.is_dir():
+            raise ReelworksError(f"X credentials directory {root} ({settings.X_CREDENTIALS_DIR_ENV}) does not "
+                                 "exist; nothing was claimed or posted")
+        values = {}
+        for name in CREDENTIAL_ENV:
+            try:
+                values[name] = (root / name).read_text().strip()
+            except FileNotFoundError:
+                values[name] = ""
+            except OSError as exc:
+                raise ReelworksError(f"cannot read X credential {root / name}: {exc.strerror}; "
+                                     "nothing was claimed or posted") from None
+        missing = [name for name, value in values.items() if not value]
+        if missing:
+            raise ReelworksError(f"X credentials missing: no {', '.join(missing)} in {root} (the "
+                                 "twitter.credentialsSecret Secret mounted there); nothing was claimed or posted")
+        credentials = cls(*values.values())
+        # Not in the environment, so redaction.install() did not register them: do it here.
+        redaction.add_secrets(credentials.values())
+        return credentials
 
     def __repr__(self) -> str:  # never print the values, even by accident
         return "Credentials(<redacted>)"
@@ -171,7 +205,8 @@ class XAccount:
 
     @classmethod
     def from_env(cls, timeout: float = 30) -> "XAccount":
-        return cls(Credentials.from_env(), timeout=timeout)
+        """The account of the configured credentials (files or env, see `Credentials.load`)."""
+        return cls(Credentials.load(), timeout=timeout)
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:

@@ -127,9 +127,16 @@ def test_train_features_then_classify(shared_data, tmp_path, synthetic_films):
 
     Measured (deterministic; 3 folds grouped by viewing, 18 viewings): ROC AUC 0.830, recall 0.733
     at FPR 0.178; the face heuristic (band tuned per fold) 0.767 at FPR 0.311, AUC 0.728."""
+    import sklearn.ensemble  # noqa: F401  loads the OpenMP runtime that threadpool_limits then limits
+    from threadpoolctl import threadpool_limits
+
     model = tmp_path / "model"
-    code, text = run_cli("films", "train-shot-classifier", "--data", str(shared_data / "shots" / "hoha"),
-                         "-o", str(model), "--limit", "120", "--cv-folds", "3")
+    # 42 gradient-boosting fits on ~100 stills each (nested, grouped and mixed CV). On a busy machine
+    # the barriers of 2 OpenMP threads turn each ~0.5 s fit into seconds (the test took 650 s there);
+    # one thread is as fast on a quiet one. The figures and the model are the same with any thread count.
+    with threadpool_limits(1, user_api="openmp"):
+        code, text = run_cli("films", "train-shot-classifier", "--data", str(shared_data / "shots" / "hoha"),
+                             "-o", str(model), "--limit", "120", "--cv-folds", "3")
     assert code == 0, text
     assert "3-fold cross-validated recall" in text and "grouped by viewing" in text and "face heuristic" in text
     summary = json.loads((model / "shot_classifier.json").read_text())

@@ -115,6 +115,22 @@ def test_cli_plan_template_writes_plan_csv_and_report(tmp_path, song):
     plan2 = json.loads((tmp_path / "plan2" / "plan.json").read_text())
     assert plan2["source"] == "prompts.csv" and "red umbrellas" in plan2["scenes"][0]["prompt"]
 
+    # --plan-from an edited plan.json works the same way; one that no longer fits the lyrics is one line.
+    saved = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    saved["scenes"][1]["prompt"] = "a lighthouse in fog, cinematic"
+    (tmp_path / "edited.json").write_text(json.dumps(saved))
+    code, out = run_cli("musicvideo", "plan", "--lyrics", song["lyrics"], "--output", str(tmp_path / "plan3"),
+                        "--plan-from", str(tmp_path / "edited.json"))
+    assert code == 0, out
+    plan3 = json.loads((tmp_path / "plan3" / "plan.json").read_text())
+    assert plan3["source"] == "plan.json" and plan3["scenes"][1]["prompt"] == "a lighthouse in fog, cinematic"
+    assert [s["seed"] for s in plan3["scenes"]] == [s["seed"] for s in plan["scenes"]]
+    del saved["scenes"][2]
+    (tmp_path / "short.json").write_text(json.dumps(saved))
+    code, out = run_cli("musicvideo", "plan", "--lyrics", song["lyrics"], "--output", str(tmp_path / "plan4"),
+                        "--plan-from", str(tmp_path / "short.json"))
+    assert code == 2 and "has no scene" in _single_error(out) and not (tmp_path / "plan4").exists()
+
 
 def _single_error(out: str) -> str:
     lines = [line for line in out.strip().splitlines() if line.startswith("error:")]

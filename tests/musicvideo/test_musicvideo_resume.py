@@ -59,7 +59,7 @@ def reference(walk) -> dict[str, str]:
 
 
 def _kill_and_resume(timeline: str, output: str, reference: dict[str, str]) -> None:
-    total = len(reference) // 4
+    total = -(-len(reference) // 4)  # chunks of 4 frames, the last one shorter
     proc = _interpolate(timeline, output)
     deadline = time.monotonic() + 300
     while not _finished(output):

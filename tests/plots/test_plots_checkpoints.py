@@ -1,10 +1,10 @@
 import json
 
+import numpy as np
 import pytest
 
-from reelworks import storage
+from reelworks import checkpoints, storage
 from reelworks.errors import ReelworksError
-from reelworks.plots import checkpoints
 
 
 def _write(payload: str):
@@ -61,3 +61,12 @@ def test_a_loader_failure_also_falls_back(tmp_path):
         return step
 
     assert checkpoints.load_newest(root, load) == (1, 1)
+
+
+def test_epoch_order_resumes_from_a_position():
+    stream = checkpoints.EpochOrder(7, seed=3).indices(0, 30)
+    epochs = [sorted(stream[e * 7:(e + 1) * 7]) for e in range(4)]
+    assert epochs == [list(range(7))] * 4  # every epoch sees every item once
+    assert not np.array_equal(stream[:7], stream[7:14])  # and in a new order
+    # A run that restarts at position 12 (mid-epoch) gets the rest of the same stream.
+    assert np.array_equal(checkpoints.EpochOrder(7, seed=3).indices(12, 18), stream[12:])

@@ -73,6 +73,24 @@ def test_tmdb5000_json_genres():
     assert parse_genres("Drama|Crime") == ["Drama", "Crime"]
 
 
+def test_genres_are_listed_once():
+    """Exports repeat genres and a model writes one twice; a report would show "Fantasy, Fantasy"."""
+    assert parse_genres("Fantasy,Drama,fantasy|Drama") == ["Fantasy", "Drama"]
+    assert parse_genres('[{"name": "Action"}, {"name": "Action"}]') == ["Action"]
+    generated = corpus.parse_example("<|genre|> Fantasy, Fantasy, Horror<|title|> X<|plot|> Y.<|endoftext|>")
+    assert generated.genres == ["Fantasy", "Horror"]
+
+
+def test_sample_plots_use_the_right_article(tmp_path):
+    from reelworks.plots.sample import sample_movies_csv, with_article
+
+    text = storage.read_text(sample_movies_csv(str(tmp_path / "movies.csv"), n=600))
+    assert ", an ambitious " in text and ", a young " in text
+    assert not any(f", a {vowel}" in text for vowel in "aeiou")
+    assert [with_article(w) for w in ("hour", "unique", "honest", "European", "owl")] == [
+        "an hour", "a unique", "an honest", "a European", "an owl"]
+
+
 def test_bad_input_is_one_clear_line(tmp_path, movies_csv):
     src = tmp_path / "bad.csv"
     src.write_text("film,year\nA,2000\n")

@@ -11,9 +11,8 @@ import psutil
 import pytest
 from plots_helpers import TINY
 
-from reelworks import storage
+from reelworks import checkpoints, storage
 from reelworks.errors import NotFoundError, ReelworksError
-from reelworks.plots import checkpoints
 from reelworks.plots.train import train
 
 

@@ -105,7 +105,10 @@ class PosterServer:
 
 @pytest.fixture
 def poster_server():
-    with PosterServer() as server:
+    """The server, which downloads may reach over plain http on 127.0.0.1 (test-only allowance)."""
+    from reelworks.posters.fetch import allow_test_server
+
+    with PosterServer() as server, allow_test_server(server.url):
         yield server
 
 

@@ -85,6 +85,19 @@ def test_the_same_plot_gets_the_same_poster_whatever_its_batch(tmp_path, no_llm)
     assert np.abs(alone - other).mean() > 5
 
 
+def test_a_relative_queue_gets_absolute_poster_paths(tmp_path, monkeypatch, no_llm):
+    """The tweeter may run from another directory: the queue names each poster absolutely."""
+    monkeypatch.chdir(tmp_path)
+    write_queue("plotbot/queue.jsonl", PLOTS[:1])
+    summary = posters_from_plots("plotbot/queue.jsonl", "out", steps=1)
+    expected = str(tmp_path / "plotbot" / "posters" / f"{PLOTS[0].id}.png")
+    assert summary["records"][0]["image"] == expected
+    monkeypatch.chdir("/")
+    assert read_queue(str(tmp_path / "plotbot" / "queue.jsonl")).items[0].image == expected
+    poster = image(expected)
+    assert poster.width * 3 == poster.height * 2
+
+
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_setting_images_keeps_items_a_concurrent_writer_appends(where, tmp_path, request):
     base = request.getfixturevalue("s3_bucket") if where == "s3" else str(tmp_path)
@@ -170,3 +183,30 @@ def test_bad_input_gives_one_clear_line(tmp_path, capsys):
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().startswith("error: no saved model at")
     assert all(i.image is None for i in read_queue(queue).items)  # nothing attached
+
+
+def test_a_poster_the_safety_checker_flags_is_made_again_with_the_next_seed(tmp_path, monkeypatch, no_llm):
+    """Never a blacked-out poster in a tweet: the flagged one is drawn again from the next seed."""
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+
+    from reelworks.posters.from_plots import item_seed
+
+    real = StableDiffusionPipeline.__call__
+    hit = item_seed(PLOTS[0], 0)
+
+    def flags_one_seed(self, *args, **kwargs):  # what diffusers' safety checker does to a hit
+        output = real(self, *args, **kwargs)
+        flags = [g.initial_seed() == hit for g in kwargs["generator"]]
+        output.images = [Image.new("RGB", im.size) if flag else im for im, flag in zip(output.images, flags)]
+        output.nsfw_content_detected = flags
+        return output
+
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", flags_one_seed)
+    queue = str(tmp_path / "plotbot" / "queue.jsonl")
+    write_queue(queue)
+    summary = posters_from_plots(queue, str(tmp_path / "out"), steps=2, batch_size=2)
+    seeds = {r["id"]: r["seed"] for r in summary["records"]}
+    assert summary["rendered"] == 2 and seeds[PLOTS[0].id] == hit + 1 and seeds[PLOTS[1].id] == item_seed(PLOTS[1], 0)
+    for record in summary["records"]:
+        assert np.asarray(image(record["raw"]), dtype=float).mean() > 5  # not black

@@ -67,6 +67,31 @@ def test_the_cli_chain_writes_clips_videos_and_a_scored_gallery(tmp_path, tiny_c
     assert (tmp_path / "evaluation" / "report" / "p000.gif").read_bytes()[:6] == b"GIF89a"
 
 
+def test_the_gallery_shows_the_image_an_image_to_video_clip_animates(tmp_path):
+    """ltx-i2v animates an image: the gallery shows that image beside the clip, before its first frame."""
+    import base64
+
+    from PIL import Image
+
+    from reelworks.t2v.animate import animate
+    from reelworks.t2v.export import export
+
+    Image.fromarray(texture(32, 32, seed=3)).save(tmp_path / "still.png")
+    clips, videos = str(tmp_path / "clips"), str(tmp_path / "videos")
+    manifest = animate(clips, images=str(tmp_path / "still.png"), model="tiny", kind="ltx-i2v", frames=3, fps=4,
+                       width=32, height=32, prompt="a quiet street")
+    (clip,) = manifest["clips"]
+    with Image.open(tmp_path / "clips" / clip["source_image"]) as source:
+        assert np.array_equal(np.asarray(source), texture(32, 32, seed=3))
+    export(clips, videos)
+    evaluate.evaluate(clips, videos, str(tmp_path / "evaluation"), embed_model="")
+    html = (tmp_path / "evaluation" / "report" / "report.html").read_text()
+    source_uri = base64.b64encode((tmp_path / "clips" / clip["source_image"]).read_bytes()).decode()
+    first_uri = base64.b64encode((tmp_path / "videos" / "c000_first.png").read_bytes()).decode()
+    assert source_uri in html and "source image" in html
+    assert html.index(source_uri) < html.index(first_uri)
+
+
 @pytest.mark.slow
 def test_reelworks_run_t2v_local_writes_the_gallery(tmp_path, capsys):
     from reelworks.cli import main
@@ -79,4 +104,5 @@ def test_reelworks_run_t2v_local_writes_the_gallery(tmp_path, capsys):
     assert result["summary"]["clips"] == result["summary"]["files_ok"] == 2
     assert all(c["mp4_frames"] == c["gif_frames"] == 10 for c in result["clips"])
     html = (gallery / "report" / "report.html").read_text()
-    assert "Nearest real descriptions" in html and html.count("<img") >= 2 * 3
+    assert "Nearest real descriptions" in html and html.count("<img") >= 2 * 4  # source image, frame, gif, strip
+    assert "source image" in html

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def test_dry_run_prints_and_writes_the_exact_tweet(capsys, queue_uri, monkeypatc
     base = queue_uri.rsplit("/", 1)[0]
     tweet = json.loads(storage.read_text(next(
         f"{base}/outbox/tweets/{k}" for k in storage.list_keys(f"{base}/outbox/tweets"))))
-    assert tweet["text"] in out and "queue depth: 4" in out
+    assert tweet["text"] in out and "queue depth: 3 (dry run; the real queue still holds 4)" in out
 
 
 def test_status_shows_depth_last_and_next(capsys, fake_x, queue_uri):
@@ -79,6 +80,7 @@ def test_metrics_pushed_every_run(fake_x, tmp_path, pushgateway, read_pushgatewa
     # Unique run ids: Debian's pushgateway persists to a shared file by default.
     runs = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in ("empty", "one", "auth", "dry")}
     queue = str(tmp_path / "q.jsonl")
+    storage.write_text(queue, "")
     monkeypatch.setenv("REELWORKS_RUN_ID", runs["empty"])
     cli("publish", "--queue", queue)  # empty queue: exit 0, and the depth is still pushed
     assert "nothing to publish" in capsys.readouterr().out
@@ -132,7 +134,7 @@ def test_console_script_dry_run_in_a_read_only_home(tmp_path):
 def test_missing_image_keeps_the_plot_unless_allow_no_image(capsys, fake_x, tmp_path):
     queue = str(tmp_path / "plotbot" / "queue.jsonl")
     item = make_items(1)[0]
-    item.image = str(tmp_path / "posters" / "missing.png")
+    item.image = str(tmp_path / "plotbot" / "posters" / "missing.png")
     append_to_queue(queue, [item])
     with pytest.raises(SystemExit) as info:
         cli("publish", "--queue", queue)
@@ -141,3 +143,51 @@ def test_missing_image_keeps_the_plot_unless_allow_no_image(capsys, fake_x, tmp_
     assert fake_x.tweets == []
     cli("publish", "--queue", queue, "--allow-no-image")
     assert len(fake_x.tweets) == 1 and fake_x.tweets[0]["media_ids"] == []
+
+
+def test_publish_from_another_directory_finds_the_poster(capsys, fake_x, tmp_path, monkeypatch):
+    """`posters from-plots` run in one directory with a relative --queue, the CronJob in another:
+    the queue holds the poster's absolute path, so the tweet goes out with its image."""
+    from PIL import Image
+
+    from reelworks.tweeter.queue import set_images
+
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    item = make_items(1)[0]
+    append_to_queue("plotbot/queue.jsonl", [item])
+    Path("plotbot/posters").mkdir()
+    Image.new("RGB", (8, 12), "red").save(f"plotbot/posters/{item.id}.png")
+    assert set_images("plotbot/queue.jsonl", {item.id: f"plotbot/posters/{item.id}.png"}) == 1
+    queued = json.loads(Path("plotbot/queue.jsonl").read_text())
+    assert queued["image"] == str(tmp_path / "work" / "plotbot" / "posters" / f"{item.id}.png")
+
+    monkeypatch.chdir(tmp_path)
+    cli("publish", "--queue", "work/plotbot/queue.jsonl")
+    assert "queue depth: 0" in capsys.readouterr().out
+    assert len(fake_x.tweets) == 1 and len(fake_x.tweets[0]["media_ids"]) == 1
+
+
+def test_missing_queue_is_an_error_an_empty_one_is_not(capsys, fake_x, tmp_path):
+    missing = str(tmp_path / "plotbot" / "queu.jsonl")  # a typo
+    for command in (["publish"], ["publish", "--dry-run"], ["status"], ["preview"]):
+        with pytest.raises(SystemExit) as info:
+            cli(*command, "--queue", missing)
+        err = capsys.readouterr().err
+        assert info.value.code == 2, command
+        assert err.strip() == f"error: no tweet queue at {missing}: check --queue (`plots curate --queue` creates it)"
+    empty = str(tmp_path / "plotbot" / "queue.jsonl")
+    assert append_to_queue(empty, []) == 0  # curation that kept nothing still leaves a queue
+    cli("publish", "--queue", empty)
+    out = capsys.readouterr().out
+    assert "nothing to publish: 0 plot(s) in the queue" in out and "queue depth: 0" in out
+    assert fake_x.tweets == []
+
+
+def test_queue_depth_counts_what_is_left_to_publish(capsys, fake_x, tmp_path):
+    queue = str(tmp_path / "plotbot" / "queue.jsonl")
+    append_to_queue(queue, make_items(3))
+    cli("publish", "--queue", queue)
+    assert "queue depth: 2\n" in capsys.readouterr().out
+    cli("publish", "--queue", queue, "--dry-run")
+    assert "queue depth: 1 (dry run; the real queue still holds 2)" in capsys.readouterr().out

@@ -5,6 +5,7 @@ import logging
 import pytest
 
 from reelworks import storage
+from reelworks.errors import NotFoundError
 from reelworks.tweeter.compose import compose
 from reelworks.tweeter.ledger import Ledger
 from reelworks.tweeter.publish import EXIT_TRY_LATER, PublishError, PublishOptions, parse_not_before, publish
@@ -86,7 +87,23 @@ def test_overflow_skip_marks_and_moves_on(fake_x, clock, tmp_path):
     assert len(fake_x.tweets) == 1
 
 
-POSTER = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 96), (200, 120, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+POSTER = _png()  # a real image: the tweeter decodes what it uploads
+
+
+def write_poster(path) -> None:
+    """A poster where `posters from-plots` keeps them: <queue folder>/posters/."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(POSTER)
 
 
 def queue_with_image(tmp_path, image: str | None = None) -> str:
@@ -98,7 +115,7 @@ def queue_with_image(tmp_path, image: str | None = None) -> str:
 
 
 def test_image_is_uploaded_and_attached(fake_x, clock, tmp_path, s3_bucket):
-    image = f"{s3_bucket}/posters/lighthouse.png"
+    image = f"{s3_bucket}/plotbot/posters/lighthouse.png"
     storage.write_bytes(image, POSTER)
     queue = f"{s3_bucket}/plotbot/queue.jsonl"
     item = make_items(1)[0]
@@ -113,26 +130,26 @@ def test_image_is_uploaded_and_attached(fake_x, clock, tmp_path, s3_bucket):
 
 
 def test_missing_image_posts_nothing_and_keeps_the_plot(fake_x, clock, tmp_path):
-    queue = queue_with_image(tmp_path, str(tmp_path / "nope.png"))
+    queue = queue_with_image(tmp_path, str(tmp_path / "posters" / "nope.png"))
     with pytest.raises(PublishError, match="not found; nothing was posted.*--allow-no-image") as info:
         run(queue, clock)
     assert info.value.exit_code == 2 and fake_x.tweets == [] and fake_x.calls("upload") == 0
     # The claim was released: once the image is there, the next run posts the plot with it.
-    (tmp_path / "nope.png").write_bytes(POSTER)
+    write_poster(tmp_path / "posters" / "nope.png")
     result = run(queue, clock)
     assert result.outcome == "published" and fake_x.tweets[0]["media_ids"] == fake_x.read()["media"]
 
 
 def test_missing_image_with_allow_no_image_posts_text_alone(fake_x, clock, tmp_path, caplog):
-    queue = queue_with_image(tmp_path, str(tmp_path / "nope.png"))
+    queue = queue_with_image(tmp_path, str(tmp_path / "posters" / "nope.png"))
     assert run(queue, clock, allow_no_image=True).outcome == "published"
     assert fake_x.tweets[0]["media_ids"] == [] and "not found" in caplog.text
 
 
 @pytest.mark.parametrize("allow_no_image", [False, True])
 def test_image_refused_by_x(fake_x, clock, tmp_path, allow_no_image):
-    (tmp_path / "poster.png").write_bytes(POSTER)
-    queue = queue_with_image(tmp_path, str(tmp_path / "poster.png"))
+    write_poster(tmp_path / "posters" / "poster.png")
+    queue = queue_with_image(tmp_path, str(tmp_path / "posters" / "poster.png"))
     fake_x.script("upload", "400")
     if not allow_no_image:
         with pytest.raises(PublishError, match="X refused the image.*media type unrecognized") as info:
@@ -146,8 +163,8 @@ def test_image_refused_by_x(fake_x, clock, tmp_path, allow_no_image):
 
 
 def test_image_upload_timeout_retries_then_keeps_the_plot(fake_x, clock, tmp_path):
-    (tmp_path / "poster.png").write_bytes(POSTER)
-    queue = queue_with_image(tmp_path, str(tmp_path / "poster.png"))
+    write_poster(tmp_path / "posters" / "poster.png")
+    queue = queue_with_image(tmp_path, str(tmp_path / "posters" / "poster.png"))
     fake_x.script("upload", "timeout", "timeout")
     with pytest.raises(PublishError, match=r"X POST /2/media/upload: timed out.*stays queued") as info:
         run(queue, clock, retries=1, allow_no_image=True)  # X failing is never "post without"
@@ -158,11 +175,11 @@ def test_image_upload_timeout_retries_then_keeps_the_plot(fake_x, clock, tmp_pat
 
 
 def test_dry_run_copies_the_image_into_the_outbox(fake_x, clock, tmp_path, monkeypatch):
-    (tmp_path / "poster.png").write_bytes(POSTER)
-    queue = queue_with_image(tmp_path, str(tmp_path / "poster.png"))
+    write_poster(tmp_path / "posters" / "poster.png")
+    queue = queue_with_image(tmp_path, str(tmp_path / "posters" / "poster.png"))
     result = run(queue, clock, dry_run=True)
     record = json.loads(storage.read_text(str(tmp_path / "outbox" / "tweets" / f"{result.plot_id}-0.json")))
-    assert record["image_source"] == [str(tmp_path / "poster.png")]
+    assert record["image_source"] == [str(tmp_path / "posters" / "poster.png")]
     assert record["image"] == [str(tmp_path / "outbox" / "tweets" / f"{result.plot_id}-0.png")]
     assert storage.read_bytes(record["image"][0]) == POSTER
     assert fake_x.calls("upload") == 0 and fake_x.tweets == []
@@ -270,7 +287,8 @@ def test_missing_credentials_fail_before_any_claim(fake_x, clock, queue_uri, mon
 
 def test_empty_and_malformed_queue(fake_x, clock, tmp_path, caplog):
     queue = str(tmp_path / "q.jsonl")
-    assert run(queue, clock).outcome == "nothing"  # no queue file at all
+    with pytest.raises(NotFoundError, match="no tweet queue at"):  # no queue file at all: a wrong --queue
+        run(queue, clock)
     storage.write_text(queue, "")
     assert run(queue, clock).outcome == "nothing"
     good = make_items(1)[0]
@@ -316,7 +334,9 @@ def test_dry_run_needs_no_credentials_and_leaves_real_ledger(fake_x, clock, queu
     outbox = json.loads(storage.read_text(f"{base}/outbox/tweets/{first.plot_id}-0.json"))
     assert outbox["text"] == texts_of(1)[0][0] and outbox["weighted_length"] <= 280
     assert not storage.exists(f"{base}/ledger") and fake_x.tweets == [] and fake_x.calls("me") == 0
-    assert first.queue_depth == 4  # the real queue is untouched
+    # What is left to publish as the dry runs see it; the real queue is untouched.
+    assert (first.queue_depth, second.queue_depth) == (3, 2)
+    assert first.real_queue_depth == second.real_queue_depth == 4
 
 
 def test_dry_run_previews_what_real_publisher_posts_next(fake_x, clock, queue_uri):
@@ -348,8 +368,8 @@ def test_secrets_never_logged(fake_x, clock, queue_uri, caplog, capfd, x_credent
 
 
 def test_image_upload_failure_releases_the_plot(fake_x, clock, tmp_path):
-    image = tmp_path / "poster.png"
-    image.write_bytes(POSTER)
+    image = tmp_path / "posters" / "poster.png"
+    write_poster(image)
     queue = str(tmp_path / "q.jsonl")
     item = make_items(1)[0]
     item.image = str(image)

@@ -57,16 +57,41 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-Image of a flavour, `registry/name:tag`, the same string reelworks.settings.image() builds.
-Usage: include "reelworks.image" (dict "root" $ "flavour" "cpu")
+Repository of a flavour's image, `registry/name`.
+Usage: include "reelworks.imageRepository" (dict "root" $ "flavour" "cpu")
 */}}
-{{- define "reelworks.image" -}}
+{{- define "reelworks.imageRepository" -}}
 {{- $root := .root }}
 {{- $name := get $root.Values.images .flavour }}
 {{- if not $name }}
 {{- fail (printf "unknown image flavour %q: expected one of %s" .flavour (keys $root.Values.images | sortAlpha | join ", ")) }}
 {{- end }}
-{{- printf "%s/%s:%s" (trimSuffix "/" $root.Values.image.registry) $name (include "reelworks.imageTag" $root) }}
+{{- printf "%s/%s" (trimSuffix "/" $root.Values.image.registry) $name }}
+{{- end }}
+
+{{/*
+Image of a flavour: `registry/name@digest` when image.digests names one, else `registry/name:tag`,
+the same string reelworks.settings.image() builds.
+Usage: include "reelworks.image" (dict "root" $ "flavour" "cpu")
+*/}}
+{{- define "reelworks.image" -}}
+{{- $repository := include "reelworks.imageRepository" . }}
+{{- $digest := get (.root.Values.image.digests | default dict) .flavour }}
+{{- if $digest }}
+{{- printf "%s@%s" $repository $digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (include "reelworks.imageTag" .root) }}
+{{- end }}
+{{- end }}
+
+{{/* Pod Security Admission labels for the namespace: enforce, and audit and warn alike. */}}
+{{- define "reelworks.podSecurityLabels" -}}
+{{- $level := .Values.namespace.podSecurity }}
+{{- $version := .Values.namespace.podSecurityVersion }}
+{{- range $mode := list "enforce" "audit" "warn" }}
+pod-security.kubernetes.io/{{ $mode }}: {{ $level }}
+pod-security.kubernetes.io/{{ $mode }}-version: {{ $version }}
+{{- end }}
 {{- end }}
 
 {{- define "reelworks.twitter.queueUri" -}}
@@ -162,4 +187,31 @@ capabilities:
 {{- define "reelworks.scratchMount" -}}
 - name: scratch
   mountPath: /tmp
+{{- end }}
+
+{{/* Name prefix of the cluster-scoped admission policies: unique per namespace and release. */}}
+{{- define "reelworks.admissionPolicyPrefix" -}}
+{{- printf "%s-%s" .Release.Namespace (include "reelworks.fullname" .) }}
+{{- end }}
+
+{{/* CEL snippets of admissionpolicy.yaml; each takes the CEL expression it tests. */}}
+{{/* An image reference of one of variables.images, with a tag or a digest. */}}
+{{- define "reelworks.cel.allowedImage" -}}
+variables.images.exists(repository, {{ . }}.startsWith(repository + ':') || {{ . }}.startsWith(repository + '@'))
+{{- end }}
+
+{{/* An EnvVar that takes no Secret but variables.secrets. */}}
+{{- define "reelworks.cel.envSecret" -}}
+!has({{ . }}.valueFrom) || !has({{ . }}.valueFrom.secretKeyRef) || (has({{ . }}.valueFrom.secretKeyRef.name) && {{ . }}.valueFrom.secretKeyRef.name in variables.secrets)
+{{- end }}
+
+{{/* A container's env (and envFrom, where its schema has it) with no Secret but variables.secrets. */}}
+{{- define "reelworks.cel.containerSecrets" -}}
+(!has({{ .container }}.env) || {{ .container }}.env.all(e, {{ include "reelworks.cel.envSecret" "e" }}))
+{{- if .envFrom }} && (!has({{ .container }}.envFrom) || {{ .container }}.envFrom.all(f, !has(f.secretRef) || (has(f.secretRef.name) && f.secretRef.name in variables.secrets))){{ end }}
+{{- end }}
+
+{{/* A TrainJob initializer (dataset or model): env and secretRef. */}}
+{{- define "reelworks.cel.initializerSecrets" -}}
+((!has({{ . }}.env) || {{ . }}.env.all(e, {{ include "reelworks.cel.envSecret" "e" }})) && (!has({{ . }}.secretRef) || (has({{ . }}.secretRef.name) && {{ . }}.secretRef.name in variables.secrets)))
 {{- end }}

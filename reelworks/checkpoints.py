@@ -1,10 +1,12 @@
-"""Training checkpoints at any URI, safe against a job killed at any moment.
+"""Training checkpoints at any URI, safe against a job killed at any moment, and the data order
+that lets a resumed run see the batches the uninterrupted one would have.
 
 Each checkpoint is a folder `step-00000120/` below the checkpoint prefix. Its files are
 written first and `COMPLETE.json` (sizes and SHA-256 of every file) last, so a folder
 without the marker is ignored: a pre-empted job never resumes from half a checkpoint.
 Loading verifies the hashes and falls back to the previous complete checkpoint when the
-newest is corrupt.
+newest is corrupt. What goes into the folder is the trainer's choice (the plot trainer:
+safetensors and `torch.save` state; the poster GAN: Keras `.weights.h5` and a TF checkpoint).
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Callable, TypeVar
+
+import numpy as np
 
 from reelworks import storage
 from reelworks.errors import ReelworksError
@@ -95,3 +99,22 @@ def load_newest(root: str, load: Callable[[Path, int], T]) -> tuple[int, T] | No
     if steps:
         raise ReelworksError(f"no readable checkpoint in {root} ({'; '.join(problems)})")
     return None
+
+
+class EpochOrder:
+    """Item indices of an endless stream of epochs over `n` items, each epoch a permutation
+    seeded by `seed + epoch`: the stream position alone restores a resumed run's data order."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = n, seed
+        self._epoch, self._order = -1, None
+
+    def indices(self, position: int, size: int):
+        """Indices at stream positions [position, position + size), across epoch ends."""
+        rows = np.empty(size, dtype=np.int64)
+        for i, p in enumerate(range(position, position + size)):
+            epoch, index = divmod(p, self.n)
+            if epoch != self._epoch:
+                self._epoch, self._order = epoch, np.random.default_rng(self.seed + epoch).permutation(self.n)
+            rows[i] = self._order[index]
+        return rows
