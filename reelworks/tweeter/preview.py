@@ -46,7 +46,7 @@ def preview(queue_uri: str, output_uri: str | None = None, n: int = 5, ledger_ur
         cap = MAX_WEIGHTED_LENGTH * (max_thread + 1)  # one outlier must not squash the chart
         singles = [min(weighted_length(f"{i.title}\n\n{i.plot}"), cap) for i in pending]
         with report.figure("lengths", "Weighted length (X's count) of each pending plot's title and plot "
-                                      f"(longer ones in the last bin); over 280 it becomes a thread or "
+                                      "(longer ones in the last bin); over 280 it becomes a thread or "
                                       "is skipped") as ax:
             ax.hist(singles, bins=28, range=(0, cap), color="#4c72b0")
             ax.axvline(MAX_WEIGHTED_LENGTH, color="#c44e52", linestyle="--", label="280")

@@ -43,7 +43,8 @@ def test_rendered_song_tempo_and_keyframes_on_the_beat(spec, require_tool):
     assert found["tempo_bpm"] == pytest.approx(spec.bpm, rel=0.02)
     beats = np.asarray(found["beats_s"])
     # Beats reach both ends of the song (a silent lead-in included), so no early or late line
-    # is left without a beat to snap to.
+    # is left without a beat to snap to. Positions in the rendered song, not clock time.
     period = 60.0 / spec.bpm
     assert beats[0] < period and beats[-1] > duration - period
+    # The bar; measured 0.99 and 0.98 on these songs (seeded lyric lines, deterministic render).
     assert keyframe_hits(beats, found["tempo_bpm"], true_beats, duration, spec.seed) >= 0.9
