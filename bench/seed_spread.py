@@ -3,11 +3,13 @@ one seed trained twice lands on the same figures (it must: the tests run determi
 
     nice python bench/seed_spread.py posters   [--seeds 0,0,1,2,3,4] [--csv ../shared/data/posters/posters_2000.csv]
     nice python bench/seed_spread.py synthetic [--seeds 0,0,1,2,3,4]
+    nice python bench/seed_spread.py pretrained [--seeds 0,0,1,2] [--csv ../shared/data/posters/posters_4000.csv]
     nice python bench/seed_spread.py plots     [--seeds 0,0,1,2]
 
 `posters`: the configuration of tests/posters/test_posters_acceptance.py (prep at ratio 20
 once, then train 5 epochs, dense 128, calibrated thresholds, and evaluate, per seed). `synthetic`: the
-`synthetic_model` fixture of tests/posters/conftest.py. `plots`: the TINY GPT-2 and LSTM of
+`synthetic_model` fixture of tests/posters/conftest.py. `pretrained`: the ImageNet EfficientNet-Lite
+classifier of test_posters_acceptance.py (prep at ratio 70, `posters train` defaults). `plots`: the TINY GPT-2 and LSTM of
 tests/plots. One JSON line per seed; the tests' comments hold what this printed.
 """
 from __future__ import annotations
@@ -28,19 +30,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def posters(root: str, seeds: list[int], csv: str, synthetic: bool) -> None:
+def posters(root: str, seeds: list[int], csv: str, kind: str) -> None:
     from reelworks.posters.evaluate import evaluate
     from reelworks.posters.prep import prep
     from reelworks.posters.train import train
 
-    if synthetic:
+    if kind == "synthetic":
         from reelworks.posters.synthetic import make_posters
 
         prep(make_posters(f"{root}/synthetic", n=150, seed=1), f"{root}/data", ratio=20, shards=2)
-        config = dict(epochs=6, dense_units=64, batch_size=16, augment="none")
+        config = dict(arch="posters_cnn", epochs=6, dense_units=64, batch_size=16, augment="none")
+    elif kind == "pretrained":
+        prep(csv, f"{root}/data", ratio=70)
+        config = {}  # the defaults: EfficientNet-Lite0 features, frozen
     else:
         prep(csv, f"{root}/data", ratio=20)
-        config = dict(epochs=5, dense_units=128, balance=True, thresholds="calibrated")
+        config = dict(arch="posters_cnn", epochs=5, dense_units=128, balance=True, thresholds="calibrated")
     for i, seed in enumerate(seeds):
         train(f"{root}/data", f"{root}/model{i}", seed=seed, resume=False, **config)
         out = evaluate(f"{root}/data", f"{root}/model{i}", f"{root}/eval{i}")
@@ -70,16 +75,18 @@ def plots(root: str, seeds: list[int]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["posters", "synthetic", "plots"])
+    parser.add_argument("what", choices=["posters", "synthetic", "pretrained", "plots"])
     parser.add_argument("--seeds", default="0,0,1,2,3,4", help="comma-separated; a repeat checks determinism")
-    parser.add_argument("--csv", default=str(REPO.parent / "shared" / "data" / "posters" / "posters_2000.csv"))
+    parser.add_argument("--csv", default=None, help="default: posters_4000.csv for pretrained, else posters_2000.csv")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory(prefix="seed-spread-") as root:
         if args.what == "plots":
             plots(root, seeds)
         else:
-            posters(root, seeds, args.csv, synthetic=args.what == "synthetic")
+            csv = args.csv or str(REPO.parent / "shared" / "data" / "posters" /
+                                  ("posters_4000.csv" if args.what == "pretrained" else "posters_2000.csv"))
+            posters(root, seeds, csv, kind=args.what)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ once with 2 steps (warm-up: kernels, allocator) and then with `--steps` (timed, 
 memory from a reset).
 
 CPU section (always): the tiny preset of every kind at its native size through the same
-`animate.generate_clip` the step uses, median of `--runs`, and the process's peak RSS.
+`diffusion.video_frames` the step uses, median of `--runs`, and the process's peak RSS.
 
     nice -n 5 python bench/t2v_bench.py [--steps 20] [--runs 3] [--skip-gpu]
 """
@@ -52,13 +52,14 @@ def cpu_tiny(runs: int) -> None:
     picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     for kind, (width, height, frames) in TINY.items():
         pipe = diffusion.load("tiny", kind)
-        item = animate.Item("bench", "A man chases a thief across the rooftops at night.", 0, picture)
         times = []
         for _ in range(runs + 1):  # the first run warms up
             start = time.perf_counter()
-            video = animate.generate_clip(pipe, kind, item, frames=frames, width=width, height=height, fps=8,
-                                          steps=animate.TINY_STEPS, guidance=animate.USUAL[kind]["guidance"],
-                                          negative_prompt=animate.NEGATIVE_PROMPT)
+            video = diffusion.video_frames(
+                pipe, kind, image=picture if kind in diffusion.IMAGE_TO_VIDEO_KINDS else None,
+                prompt="A man chases a thief across the rooftops at night.", negative_prompt=animate.NEGATIVE_PROMPT,
+                seed=0, num_frames=frames, width=width, height=height, steps=animate.TINY_STEPS,
+                guidance=animate.USUAL[kind]["guidance"])
             times.append(time.perf_counter() - start)
         assert video.shape == (frames, height, width, 3), video.shape
         print(f"{kind:<12} {width}x{height:<4} {frames:>6} {statistics.median(times[1:]):>8.2f} "

@@ -27,11 +27,11 @@ def detect_shots(film: str, shots: Output[Dataset], detector: str = "content", t
 
 
 @component("cpu")
-def detect_faces(frames: Input[Dataset], faces: Output[Dataset]):
-    """Haar faces and the face-size MCU heuristic for every frame."""
+def detect_faces(frames: Input[Dataset], faces: Output[Dataset], face_detector: str = "blazeface"):
+    """Faces (BlazeFace, or Haar) and the face-size MCU heuristic for every frame."""
     from reelworks.films.faces import detect_faces as run
 
-    run(frames.path, faces.path)
+    run(frames.path, faces.path, detector=face_detector)
 
 
 @component("tf")
@@ -67,7 +67,7 @@ def train_shot_classifier(data: str, model: Output[Model], markdown: Output[Mark
                           metrics: Output[Metrics], output: str = "", epochs: int = 10, size: int = 128,
                           split: str = "mixed", imbalance_removal: float = 0.0, face_features: bool = True,
                           task: str = "mcu", arch: str = "moviegoer_cnn", weights: str = "", limit: int = 0,
-                          model_kind: str = "features", cv_folds: int = 5):
+                          model_kind: str = "features", cv_folds: int = 5, face_detector: str = "blazeface"):
     """The MCU classifier (boosted shot-scale features, or the moviegoer CNN: `model_kind`), with its
     report; the model also goes to `output` when given."""
     from reelworks import storage
@@ -76,7 +76,7 @@ def train_shot_classifier(data: str, model: Output[Model], markdown: Output[Mark
     options = TrainOptions(task=task, model_kind=model_kind, cv_folds=cv_folds, size=size, arch=arch, epochs=epochs,
                            split=split,
                            imbalance_removal=imbalance_removal, face_features=face_features,
-                           weights=weights or None, limit=limit)
+                           weights=weights or None, limit=limit, face_detector=face_detector)
     summary = run(data, model.path, options)
     summary["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)
     if output:

@@ -54,14 +54,15 @@ def song_timing(audio: str, plan: Input[Dataset], timeline: Output[Dataset], mar
 def render_keyframes(timeline: Input[Dataset], keyframes: Output[Dataset], markdown: Output[Markdown],
                      html: Output[HTML], metrics: Output[Metrics], preset: str = "tiny", model: str = "",
                      steps: int = 0, guidance: float = 0.0, height: int = 0, width: int = 0,
-                     batch_size: str = "auto"):
-    """One full-quality render per keyframe, as a contact sheet (0/empty: the preset's value)."""
+                     batch_size: str = "auto", aspect: str = "", reroll: str = ""):
+    """One full-quality render per keyframe, as a contact sheet (0/empty: the preset's value),
+    with the keyframes `reroll` names made again; `keyframes` holds the timeline the walk follows."""
     from reelworks.musicvideo.keyframes import keyframes as run
-    from reelworks.musicvideo.presets import resolve
+    from reelworks.musicvideo.presets import render_settings
 
-    settings = resolve(preset, model=model, steps=steps, guidance=guidance, height=height, width=width)
-    settings.pop("fps")
-    out = run(timeline.path, keyframes.path, batch_size=batch_size, **settings)
+    settings = render_settings(preset, aspect, model=model, steps=steps, guidance=guidance, height=height,
+                               width=width)
+    out = run(timeline.path, keyframes.path, batch_size=batch_size, reroll=reroll, **settings)
     out["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)
 
 
@@ -75,29 +76,38 @@ def shard_numbers(shards: int) -> List[int]:
 def interpolate_frames(timeline: Input[Dataset], frames: Output[Dataset], shard: int = 0, shards: int = 1,
                        work_uri: str = "", preset: str = "tiny", model: str = "", steps: int = 0,
                        guidance: float = 0.0, height: int = 0, width: int = 0, batch_size: str = "auto",
-                       chunk: int = 16) -> str:
-    """This shard's chunks of the walk; returns the URI holding its frames and chunk manifests."""
+                       chunk: int = 16, aspect: str = "") -> str:
+    """This shard's chunks of the walk; returns the URI holding its frames and chunk manifests.
+    Below `work_uri` frames are cached by content: a rerun renders only changed segments."""
     from reelworks import storage
-    from reelworks.musicvideo.interpolate import interpolate
-    from reelworks.musicvideo.presets import resolve
+    from reelworks.musicvideo.interpolate import interpolate, stats_name
+    from reelworks.musicvideo.presets import render_settings
 
-    settings = resolve(preset, model=model, steps=steps, guidance=guidance, height=height, width=width)
-    settings.pop("fps")
+    settings = render_settings(preset, aspect, model=model, steps=steps, guidance=guidance, height=height,
+                               width=width)
     target = storage.join(work_uri, "frames") if work_uri else frames.path
     out = interpolate(timeline.path, target, batch_size=batch_size, chunk=chunk, shard=shard, shards=shards,
                       **settings)
-    print(f"shard {shard}/{shards}: {len(out['rendered'])} chunks rendered, {len(out['skipped'])} already done")
+    if target != frames.path:  # the step's own artifact holds the counts too
+        storage.write_text(storage.join(frames.path, stats_name(shard)),
+                           storage.read_text(storage.join(target, stats_name(shard))))
+    print(f"shard {shard}/{shards}: {len(out['rendered'])} chunks rendered, {len(out['skipped'])} already done; "
+          f"{out['frames_rendered']} frames rendered, {out['frames_reused']} reused")
     return target
 
 
 @component("torch")
 def render_video(frames: List[str], timeline: Input[Dataset], audio: str, video: Output[Dataset],
                  markdown: Output[Markdown], html: Output[HTML], metrics: Output[Metrics],
-                 allow_partial: bool = False) -> str:
-    """Frames in grid order + the song's slice -> video.mp4 (H.264 + AAC) and preview.gif; returns the video's URI."""
+                 allow_partial: bool = False, output_fps: float = 0.0, interpolator: str = "flow",
+                 upscale: int = 1, upscaler: str = "") -> str:
+    """Frames in grid order + the song's slice -> video.mp4 (H.264 + AAC), preview.gif and qa.json
+    (the self-check); output_fps 0: the keyframe rate, else frames filled by `interpolator`;
+    upscale 2/4: frames enlarged by `upscaler` ("" : the default Swin2SR). Returns the video's URI."""
     from reelworks.musicvideo.render import render
 
-    out = render(sorted(set(frames)), timeline.path, audio, video.path, allow_partial=allow_partial)
+    out = render(sorted(set(frames)), timeline.path, audio, video.path, allow_partial=allow_partial,
+                 output_fps=output_fps, interpolator=interpolator, upscale=upscale, upscaler=upscaler)
     out["report"].to_kfp(markdown=markdown, html_output=html, metrics=metrics)
     print(f"video: {out['video']}")
     return out["video"]

@@ -22,9 +22,10 @@ def prep(input_uri: str, data: Output[Dataset], report_md: Output[Markdown], rep
 def train(data: Input[Dataset], model: Output[Model], metrics: Output[Metrics], preset: str = "tiny",
           base_model: str = "gpt2", nproc: int = 1, launcher: str = "local", workers: int = 1,
           gpus_per_worker: int = 1, checkpoint_uri: str = "", max_steps: int = 0, epochs: float = 1.0,
-          block_size: int = 128, batch_size: int = 16, grad_accum: int = 1, learning_rate: float = 3e-3,
+          block_size: int = 128, batch_size: int = 16, grad_accum: int = 1, learning_rate: float = 0.0,
           checkpoint_every: int = 100, seed: int = 0):
-    """Train GPT-2 data-parallel (torchrun here, or a PyTorchJob); resumes from `checkpoint_uri`."""
+    """Train GPT-2 (`tiny`) or fine-tune a pretrained LM (`smollm2`, `base_model`) data-parallel
+    (torchrun here, or a PyTorchJob); resumes from `checkpoint_uri`. Learning rate 0: the preset's."""
     from reelworks.plots.train import train as run
 
     result = run(data.path, model.path, arch="gpt2", preset=preset, base_model=base_model, nproc=nproc,
@@ -39,7 +40,7 @@ def train(data: Input[Dataset], model: Output[Model], metrics: Output[Metrics], 
 @component("torch")
 def train_lstm(data: Input[Dataset], tokenizer_model: Input[Model], model: Output[Model], metrics: Output[Metrics],
                nproc: int = 1, checkpoint_uri: str = "", max_steps: int = 0, epochs: float = 1.0,
-               block_size: int = 128, batch_size: int = 16, learning_rate: float = 3e-3,
+               block_size: int = 128, batch_size: int = 16, learning_rate: float = 0.0,
                checkpoint_every: int = 100, seed: int = 0):
     """The LSTM baseline, with the GPT-2 model's tokenizer so that perplexities compare."""
     from reelworks.plots.train import train as run

@@ -23,14 +23,15 @@ def prep_posters(labels: str, data: Output[Dataset], markdown: Output[Markdown],
 
 @component("tf")
 def train_classifier(data: Input[Dataset], model: Output[Model], markdown: Output[Markdown], metrics: Output[Metrics],
-                     arch: str = "posters_cnn", epochs: int = 10, batch_size: int = 32, learning_rate: float = 0.001,
-                     dense_units: int = 512, augment: str = "flip", weights: str = "", workers: int = 1,
-                     gpus_per_worker: int = 1):
-    """The multi-label genre classifier; with `workers` > 1 a TFJob trains it across pods."""
+                     arch: str = "efficientnet_lite", epochs: int = 10, batch_size: int = 32,
+                     learning_rate: float = 0.001, dense_units: int = 512, augment: str = "flip", weights: str = "",
+                     workers: int = 1, gpus_per_worker: int = 1, fine_tune: bool = False):
+    """The multi-label genre classifier (default: ImageNet EfficientNet-Lite features and a trained head);
+    with `workers` > 1 a TFJob trains it across pods."""
     from reelworks.posters.train import launch_tfjob, train
 
     args = dict(arch=arch, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                dense_units=dense_units, augment=augment, weights=weights or None)
+                dense_units=dense_units, augment=augment, weights=weights or None, fine_tune=fine_tune)
     if workers > 1:
         # The TFJob's pods reach the artifacts through their S3 URIs, not this pod's mounts.
         launch_tfjob(data.uri.replace("minio://", "s3://"), model.uri.replace("minio://", "s3://"),

@@ -1,7 +1,7 @@
 """Moviegoer: films -> sampled frames, shots, MCUs and two-character dialogue scenes, one report per film.
 
 One ParallelFor branch per film (at most `PARALLELISM` at a time): extract frames by
-seeking, detect shots (PySceneDetect), find faces (Haar) on the sampled and the shot
+seeking, detect shots (PySceneDetect), find faces (BlazeFace) on the sampled and the shot
 frames, score MCUs (a trained classifier, or the face heuristic when `model` is empty),
 then find dialogue scenes and write the film's report (also to `output/<film>/`).
 """

@@ -36,7 +36,7 @@ def INPUT_CHECKS() -> dict:
 
 @dsl.pipeline(name="posters", description=__doc__)
 def pipeline(labels: str, images: str = "", genres: str = "all", ratio: float = 30.0, min_year: int = 0,
-             max_year: int = 0, limit: int = 0, arch: str = "posters_cnn", epochs: int = 10, batch_size: int = 32,
+             max_year: int = 0, limit: int = 0, arch: str = "efficientnet_lite", epochs: int = 10, batch_size: int = 32,
              dense_units: int = 512, weights: str = "", train_workers: int = 1, gan_size: int = 32,
              gan_steps: int = 2000, gan_batch_size: int = 64, generate_genres: str = "Sci-Fi",
              generate_decade: int = 1980, n: int = 16):

@@ -28,12 +28,17 @@ import importlib.util
 import json
 import logging
 import math
+import os
+import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from reelworks import pretrained, storage
 from reelworks.errors import ReelworksError
 from reelworks.settings import cache_dir
+
+if TYPE_CHECKING:
+    import numpy
 
 log = logging.getLogger(__name__)
 
@@ -193,51 +198,242 @@ def fit_prompt(tokenizer, text: str, max_tokens: int = CLIP_MAX_TOKENS) -> str:
     return cut
 
 
+# --------------------------------------------------------------------------- text to image
+
+
+def execution_device(pipe) -> str:
+    """Where `pipe` runs its models: the GPU for a CPU-offloaded pipeline (its weights sit on the
+    CPU between calls), the pipeline's device otherwise. Generators are made here: a CUDA
+    pipeline given CPU generators draws its noise on the CPU and copies it over."""
+    device = getattr(pipe, "_execution_device", None) or getattr(pipe, "device", None) or "cpu"
+    return str(device)
+
+
+def text_to_image(pipe, prompts: list[str] | None, seeds: list[int], *,
+                  negative_prompts: list[str] | str | None = None, height: int, width: int, steps: int,
+                  guidance: float, batch_size: int | str = "auto",
+                  on_batch: Callable[[list[int], list["Any"]], None] | None = None, desc: str = "images",
+                  **pipe_kwargs) -> list:
+    """One HxWx3 uint8 image per prompt, in order: the one text-to-image path of reelworks.
+
+    Each item gets its own generator (`seeds[i]`, on the pipeline's execution device), so its
+    picture does not depend on the batch it lands in. Prompts are cut to the text encoder's 77
+    tokens (`fit_prompt`). Batches back off on out-of-memory without dropping an item
+    (`run_batched`); an image the safety checker blacked out is made again with `seed + attempt`.
+    `on_batch(indices, images)` gets each batch's finished images as soon as they are made, so
+    a caller saves work as it goes (every index comes exactly once). With `prompts=None` the
+    prompts come as `prompt_embeds=` and friends in `pipe_kwargs`: tensors whose first dimension
+    is the number of seeds are cut per batch like the prompts, anything else passes as it is.
+    Images with NaN pixels (a VAE overflowing in fp16) stop the run with one line.
+    """
+    import numpy as np
+    import torch
+
+    from reelworks.media import to_uint8
+    from reelworks.progress import track
+
+    count = len(seeds)
+    if prompts is not None:
+        if len(prompts) != count:
+            raise ReelworksError(f"{len(prompts)} prompt(s) but {count} seed(s): one seed per prompt")
+        prompts = [fit_prompt(pipe.tokenizer, text) for text in prompts]
+    if isinstance(negative_prompts, str) or negative_prompts is None:
+        negative_prompts = None if negative_prompts is None else [negative_prompts] * count
+    elif len(negative_prompts) != count:
+        raise ReelworksError(f"{len(negative_prompts)} negative prompt(s) for {count} prompt(s)")
+    if negative_prompts is not None:
+        negative_prompts = [fit_prompt(pipe.tokenizer, text) for text in negative_prompts]
+    device = execution_device(pipe)
+    per_item = {name: value for name, value in pipe_kwargs.items()
+                if isinstance(value, torch.Tensor) and value.ndim and value.shape[0] == count}
+    shared = {name: value for name, value in pipe_kwargs.items() if name not in per_item}
+    bar = track(None, desc, total=count, unit="image")
+
+    def render(batch: list[tuple[int, int]]) -> list[tuple["Any", bool]]:
+        """(image, flagged) for (item index, reroll attempt) pairs."""
+        indices = [index for index, _ in batch]
+        kwargs = dict(shared)
+        if prompts is not None:
+            kwargs["prompt"] = [prompts[i] for i in indices]
+        if negative_prompts is not None:
+            kwargs["negative_prompt"] = [negative_prompts[i] for i in indices]
+        for name, value in per_item.items():
+            kwargs[name] = value[indices]
+        output = pipe(generator=generators([seeds[i] + attempt for i, attempt in batch], device),
+                      height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
+                      output_type="np", **kwargs)
+        pixels = np.asarray(output.images)
+        if not np.isfinite(pixels).all():
+            raise ReelworksError("the pipeline made images with NaN pixels (a VAE overflowing in float16): "
+                                 "load it in float32 or bfloat16, or give an fp16-safe VAE (vae=...)")
+        results = list(zip(to_uint8(pixels), nsfw_flags(output, len(batch))))
+        done = [(index, image) for index, (image, flagged) in zip(indices, results) if not flagged]
+        if done:
+            if on_batch is not None:
+                on_batch([index for index, _ in done], [image for _, image in done])
+            bar.update(len(done))
+        return results
+
+    try:
+        results = run_batched(render, [(index, 0) for index in range(count)], batch_size,
+                              flagged=lambda result: result[1], reroll=lambda item, attempt: (item[0], attempt))
+    finally:
+        bar.close()
+    return [image for image, _ in results]
+
+
+class StepProgress:
+    """Per-step progress of one long pipeline call (a video clip, a big image), given to the call
+    as `callback_on_step_end=`: one tick per denoising step on a `progress.track` bar, which in
+    pod logs prints a line every 30 s (diffusers' own bar is off there: see `load`)."""
+
+    def __init__(self, description: str, steps: int):
+        from reelworks.progress import track
+
+        self.bar = track(None, description, total=steps, unit="step")
+        self.done = 0
+
+    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        self.done += 1
+        self.bar.update(1)
+        return callback_kwargs
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 # --------------------------------------------------------------------------- loading
 
 
 def load(model: str, kind: str = "sd", *, device: str | None = None, dtype=None, variant: str | None = None,
-         offload: bool = False, slicing: bool = False, tiling: bool = False):
-    """A diffusers pipeline of `kind` from "tiny", a Hub id, a local folder or an s3:// prefix."""
+         offload: bool = False, slicing: bool = False, tiling: bool = False, vae: str | None = None,
+         motion_adapter: str | None = None):
+    """A diffusers pipeline of `kind` from "tiny", a Hub id, a local folder or an s3:// prefix.
+
+    `vae` (any such ref) replaces the pipeline's VAE, e.g. madebyollin/sdxl-vae-fp16-fix for SDXL
+    in float16; `motion_adapter` makes an animatediff pipeline from a Stable Diffusion 1.5 base
+    (`model`) and a MotionAdapter (guoyww/animatediff-motion-adapter-v1-5-2), as diffusers'
+    docs do, with no pre-saved AnimateDiff folder. Gated Hub models take the token of
+    `pretrained.hub_token` (HF_TOKEN or a mounted REELWORKS_HF_TOKEN_FILE).
+    """
     check_kind(kind)
+    if motion_adapter and kind != "animatediff":
+        raise ReelworksError(f"a motion adapter is for kind animatediff, not {kind!r}")
     if model == "tiny":
         warn_tiny_once()
         source = str(tiny_path(kind))
     else:
         source = pretrained.resolve(model)
-    if Path(source).is_dir():
-        check_folder(source, kind, label=model)
     device, auto_dtype = pick_device(device, kind)
     dtype = dtype or auto_dtype
-    cls = pipeline_class(kind)
-    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}
-    if variant:
-        kwargs["variant"] = variant
+    given: dict[str, Any] = {}
+    if motion_adapter:
+        given["motion_adapter"] = load_component("MotionAdapter", motion_adapter, dtype)
+    if vae:
+        given["vae"] = load_component("AutoModel", vae, dtype)
+    if Path(source).is_dir():
+        check_folder(source, kind, label=model, given=set(given))
+    kwargs = from_pretrained_kwargs(kind, dtype, variant=variant, own_vae=bool(vae))
     try:
         with _quiet_loading():
-            pipe = cls.from_pretrained(source, **kwargs)
+            pipe = pipeline_class(kind).from_pretrained(source, **kwargs, **given)
     except (OSError, ValueError) as exc:
         raise pretrained.hub_error(model, exc) from None
-    if offload and device.startswith("cuda"):
-        # Moves each model to the GPU only while it runs: peak memory ~ the largest component.
-        pipe.enable_model_cpu_offload(device=device)
-    else:
-        if offload:
-            log.info("CPU offload asked for on %s: nothing to offload, running on %s", device, device)
-        pipe.to(device)
-    if slicing:
-        if hasattr(pipe, "enable_attention_slicing"):
-            pipe.enable_attention_slicing()
-        vae = getattr(pipe, "vae", None)
-        if vae is not None and hasattr(vae, "enable_slicing"):
-            vae.enable_slicing()
-    if tiling:
-        vae = getattr(pipe, "vae", None)
-        if vae is None or not hasattr(vae, "enable_tiling"):
-            raise ReelworksError(f"the {kind} pipeline's VAE has no tiled decoding")
-        vae.enable_tiling()
-    pipe.set_progress_bar_config(disable=True)
+    if kind == "sdxl" and not vae:
+        _upcast_sdxl_vae_to_decode(pipe)
+    place(pipe, device, offload)
+    memory_switches(pipe, kind, device, slicing=slicing, tiling=tiling)
+    # diffusers' own per-step bar: useful in a terminal, a stream of \r-lines in pod logs (the
+    # callers show per-batch progress with progress.track, or per-step with StepProgress).
+    pipe.set_progress_bar_config(disable=not _progress_bars_wanted())
     return pipe
+
+
+def from_pretrained_kwargs(kind: str, dtype, *, variant: str | None = None, own_vae: bool = False) -> dict:
+    """What `load` passes to the pipeline's from_pretrained besides the model and given components:
+    dtypes per component, safetensors only, the Hub token of a gated model, the weights variant."""
+    kwargs: dict[str, Any] = {"dtype": component_dtypes(kind, dtype, own_vae=own_vae), "use_safetensors": True,
+                              **pretrained.hub_kwargs()}
+    if variant:
+        kwargs["variant"] = variant
+    return kwargs
+
+
+def component_dtypes(kind: str, dtype, own_vae: bool = False) -> dict:
+    """from_pretrained's `dtype`, per component: {"default": dtype} plus the VAEs that must stay
+    float32. Wan's VAE is run in float32 in diffusers' own Wan examples (its 3D causal decoder
+    drifts in half precision); a VAE given with `vae=` keeps the dtype asked for."""
+    import torch
+
+    dtypes = {"default": dtype}
+    if kind == "wan" and dtype != torch.float32 and not own_vae:
+        dtypes["vae"] = torch.float32
+    return dtypes
+
+
+def _upcast_sdxl_vae_to_decode(pipe) -> None:
+    """SDXL's original VAE overflows to NaN in float16. The SDXL pipeline decodes in float32 when
+    the VAE's config says `force_upcast` (stabilityai's does; a copy re-saved without it would
+    not): make sure it says so. Keeping the whole VAE in float32 instead does not work, the
+    pipeline hands it float16 latents. An fp16-safe VAE (vae=madebyollin/sdxl-vae-fp16-fix) skips
+    the upcast and its cost."""
+    import torch
+
+    if pipe.vae.dtype == torch.float16 and not pipe.vae.config.get("force_upcast", False):
+        log.info("SDXL VAE in float16 without force_upcast: decoding in float32 (it overflows in float16)")
+        pipe.vae.register_to_config(force_upcast=True)
+
+
+def load_component(class_name: str, ref: str, dtype):
+    """One model (a VAE, a MotionAdapter) from a Hub id, folder or s3:// prefix, safetensors only."""
+    import diffusers
+
+    source = pretrained.resolve(ref)
+    try:
+        with _quiet_loading():
+            return getattr(diffusers, class_name).from_pretrained(source, dtype=dtype, use_safetensors=True,
+                                                                  **pretrained.hub_kwargs())
+    except (OSError, ValueError) as exc:
+        raise pretrained.hub_error(ref, exc) from None
+
+
+def place(pipe, device: str, offload: bool) -> None:
+    """The pipeline on `device`, or with model CPU offload: each model moves to the GPU only
+    while it runs (peak memory ~ the largest component, a few percent slower). On a CPU there is
+    nothing to offload to, so offload is a no-op there (diffusers' offload hooks run on CPU too,
+    which is how the tests exercise them: `pipe.enable_model_cpu_offload(device="cpu")`)."""
+    if offload and device.startswith("cuda"):
+        pipe.enable_model_cpu_offload(device=device)
+        return
+    if offload:
+        log.info("CPU offload asked for on %s: nothing to offload, running on %s", device, device)
+    pipe.to(device)
+
+
+def memory_switches(pipe, kind: str, device: str, *, slicing: bool = False, tiling: bool = False) -> None:
+    """`slicing`: the VAE decodes a batch one image at a time (peak memory of one image), and on
+    Apple's MPS the attention is sliced too. Not on CUDA or CPU: torch 2's scaled-dot-product
+    attention is already memory-efficient there and sliced attention only slows it down
+    (diffusers' memory guide says the same). `tiling`: the VAE decodes in overlapping tiles
+    (large images and videos). A model without a switch says so in one line: SVD's temporal
+    VAE has neither and takes `decode_chunk_size` (frames decoded at once) instead."""
+    vae = getattr(pipe, "vae", None)
+    if slicing:
+        if device.startswith("mps") and hasattr(pipe, "enable_attention_slicing"):
+            pipe.enable_attention_slicing()
+        if vae is not None and hasattr(vae, "use_slicing"):
+            vae.enable_slicing()
+        elif kind == "svd":
+            log.info("SVD's VAE has no slicing: it decodes decode_chunk_size frames at a time")
+    if tiling:
+        if vae is None or not hasattr(vae, "use_tiling"):
+            hint = ": lower decode_chunk_size (frames decoded at once) instead" if kind == "svd" else ""
+            raise ReelworksError(f"the {kind} pipeline's VAE has no tiled decoding{hint}")
+        vae.enable_tiling()
+
+
+def _progress_bars_wanted() -> bool:
+    return sys.stderr.isatty() and os.environ.get("REELWORKS_PROGRESS") != "0"
 
 
 def pipeline_class(kind: str):
@@ -249,9 +445,10 @@ def pipeline_class(kind: str):
         return getattr(diffusers, PIPELINES[kind])
 
 
-def check_folder(path: str, kind: str, label: str | None = None) -> None:
+def check_folder(path: str, kind: str, label: str | None = None, given: set[str] = frozenset()) -> None:
     """One clear line when a pipeline folder cannot give a `kind` pipeline: no model_index.json,
-    a component the pipeline needs is missing, or a component has only pickle weights."""
+    a component the pipeline needs is missing, or a component has only pickle weights.
+    Components in `given` come from elsewhere (load's `vae=`, `motion_adapter=`)."""
     label = label or path
     root = Path(path)
     index_file = root / "model_index.json"
@@ -263,7 +460,7 @@ def check_folder(path: str, kind: str, label: str | None = None) -> None:
         raise ReelworksError(f"{label}: model_index.json is not valid JSON ({exc})") from None
     cls = pipeline_class(kind)
     expected, optional = cls._get_signature_keys(cls)
-    for name in sorted(expected):
+    for name in sorted(set(expected) - set(given)):
         entry = index.get(name)
         present = isinstance(entry, list) and len(entry) == 2 and entry[0] is not None
         is_optional = name in optional or name in getattr(cls, "_optional_components", [])
@@ -320,7 +517,18 @@ def _tiny_current(path: Path) -> bool:
         marker = json.loads((path / TINY_MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return marker.get("version") == TINY_VERSION and marker.get("seed") == 0
+    return marker.get("version") == TINY_VERSION and marker.get("seed") == 0 and marker.get("libraries") == _libraries()
+
+
+def _libraries() -> dict[str, str]:
+    """The versions that make the tiny weights: random initialisation differs between transformers
+    (and diffusers) releases, so a cache built under others is rebuilt, not mixed with fresh builds."""
+    import diffusers
+    import torch
+    import transformers
+
+    return {"diffusers": diffusers.__version__, "transformers": transformers.__version__,
+            "torch": torch.__version__.split("+")[0]}
 
 
 def save_tiny(kind: str, output: str, seed: int = 0) -> str:
@@ -330,7 +538,8 @@ def save_tiny(kind: str, output: str, seed: int = 0) -> str:
     with storage.output_dir(output) as tmp, _quiet_loading():
         pipe.save_pretrained(tmp, safe_serialization=True)
         # Written last: a folder with the marker is complete.
-        (Path(tmp) / TINY_MARKER).write_text(json.dumps({"kind": kind, "version": TINY_VERSION, "seed": seed}))
+        (Path(tmp) / TINY_MARKER).write_text(json.dumps({"kind": kind, "version": TINY_VERSION, "seed": seed,
+                                                         "libraries": _libraries()}))
     return output
 
 
@@ -588,18 +797,239 @@ def _quiet_loading():
     import diffusers
 
     levels = diffusers.logging.get_verbosity(), transformer_level
+    # Restored as they were, not switched back on: these blocks nest (load -> pipeline_class).
+    bars = [(module, module.is_progress_bar_enabled()) for module in (diffusers.utils.logging,
+                                                                       transformers.utils.logging)]
     diffusers.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
+    for module, _ in bars:
+        module.disable_progress_bar()
     try:
         yield
     finally:
         diffusers.logging.set_verbosity(levels[0])
         transformers.logging.set_verbosity(levels[1])
-        diffusers.utils.logging.enable_progress_bar()
-        transformers.utils.logging.enable_progress_bar()
+        for module, enabled in bars:
+            if enabled:
+                module.enable_progress_bar()
+
+
+# ---- video frames
+#
+# The one path from a loaded video pipeline to frames, used by t2v and music video: one
+# vocabulary (image, last_image, prompt, seed, num_frames, height, width, fps, steps, guidance)
+# translated into each kind's own (SVD's `fps` micro-conditioning and `max_guidance_scale`,
+# LTX's `frame_rate`, FreeNoise for AnimateDiff past its context, ...), each kind's frame and
+# size rules checked, images fitted by crop or pad (never squashed), uint8 frames out.
+
+# The playback rate each kind was trained at, which is also what it is conditioned on where it
+# takes one: SVD's `fps` (diffusers' default 7), LTX-Video's `frame_rate` (trained on 24-25 fps
+# footage; 24 is the rate its examples export at), Wan 2.1 at 16, AnimateDiff's motion modules
+# on 8 fps WebVid clips.
+VIDEO_FPS = {"svd": 7, "ltx": 24, "ltx-i2v": 24, "wan": 16, "animatediff": 8}
+VIDEO_KINDS = tuple(VIDEO_FPS)
+IMAGE_TO_VIDEO_KINDS = ("svd", "ltx-i2v")
+# Tokens each text encoder reads (T5 for LTX and Wan, CLIP for AnimateDiff); SVD reads no text.
+VIDEO_TEXT_TOKENS = {"ltx": 128, "ltx-i2v": 128, "wan": 512, "animatediff": CLIP_MAX_TOKENS}
+# Model settings each kind takes beyond the shared vocabulary, with our defaults (None: the
+# pipeline's own). SVD: how much it moves (motion_bucket_id, 127 as trained), how far the
+# conditioning image may drift (noise_aug_strength) and frames decoded at once
+# (decode_chunk_size: lower saves memory; diffusers' default, all frames at once, is what runs
+# out of it). LTX 0.9.1+: the timestep and noise its VAE decodes at (diffusers' defaults 0 and
+# None suit 0.9.0; Lightricks recommend 0.05 and 0.025 for the later ones).
+VIDEO_SETTINGS = {"svd": {"motion_bucket_id": 127, "noise_aug_strength": 0.02, "decode_chunk_size": 8},
+                  "ltx": {"decode_timestep": None, "decode_noise_scale": None},
+                  "ltx-i2v": {"decode_timestep": None, "decode_noise_scale": None},
+                  "wan": {}, "animatediff": {}}
+ANIMATEDIFF_CONTEXT = 16  # frames AnimateDiff's motion modules were trained on; FreeNoise windows beyond
+FIT_MODES = ("crop", "pad")
+
+import dataclasses  # noqa: E402  (this section is appended; the stdlib modules it alone needs)
+import inspect  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoRules:
+    """What a loaded video pipeline can make: frame counts `frame_step*k + 1` (step 1: any), sizes
+    in multiples of `size_multiple`."""
+
+    kind: str
+    frame_step: int
+    size_multiple: int
+
+    def valid(self, frames: int) -> bool:
+        return frames >= 1 and (frames - 1) % self.frame_step == 0
+
+    @property
+    def frame_rule(self) -> str:
+        return f"{self.frame_step}k+1" if self.frame_step > 1 else "any"
+
+
+def video_rules(pipe, kind: str) -> VideoRules:
+    """Read the frame and size rules off the pipeline itself (the tiny presets' ratios differ from
+    the real models': LTX's VAE compresses time 8x and Wan's 4x, their tiny ones less)."""
+    check_video_kind(kind)
+    if kind in ("ltx", "ltx-i2v"):
+        step = pipe.vae_temporal_compression_ratio * pipe.transformer_temporal_patch_size
+        multiple = math.lcm(32, pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size)
+    elif kind == "wan":
+        step = pipe.vae_scale_factor_temporal
+        multiple = math.lcm(16, pipe.vae_scale_factor_spatial * int(pipe.transformer.config.patch_size[1]))
+    else:
+        step = 1
+        multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    return VideoRules(kind, int(step), math.lcm(int(multiple), 2))  # H.264 yuv420p wants even sizes
+
+
+def check_video_kind(kind: str) -> str:
+    if kind not in VIDEO_KINDS:
+        raise ReelworksError(f"{kind!r} is not a video model kind: expected one of {', '.join(VIDEO_KINDS)}")
+    return kind
+
+
+def video_settings(kind: str, **given) -> dict:
+    """The kind's model settings (`VIDEO_SETTINGS`) with `given` applied; one line for a setting
+    the kind does not have."""
+    check_video_kind(kind)
+    unknown = sorted(set(given) - set(VIDEO_SETTINGS[kind]))
+    if unknown:
+        takes = ", ".join(VIDEO_SETTINGS[kind]) or "none"
+        raise ReelworksError(f"{kind} takes no {', '.join(unknown)} (its settings: {takes})")
+    return {**VIDEO_SETTINGS[kind], **given}
+
+
+def plan_frames(frames: int, rule: VideoRules, round_frames: bool = False) -> tuple[int, int]:
+    """(frames to generate, frames to keep) for `frames` asked for, with one line when they differ.
+
+    Exact (default): the next count the model can make, trimmed to `frames`. `round_frames`:
+    the nearest count it can make (ties go up), kept whole."""
+    if frames < 1:
+        raise ReelworksError(f"frames must be at least 1 (got {frames})")
+    if rule.valid(frames):
+        return frames, frames
+    below = (frames - 1) // rule.frame_step * rule.frame_step + 1
+    above = below + rule.frame_step
+    if not round_frames:
+        log.info("%s makes %s frames: generating %d and keeping the first %d", rule.kind, rule.frame_rule, above,
+                 frames)
+        return above, frames
+    nearest = below if frames - below < above - frames and below >= 1 else above
+    log.warning("%s makes %s frames: %d frames asked for, rounded to %d", rule.kind, rule.frame_rule, frames,
+                nearest)
+    return nearest, nearest
+
+
+def plan_size(width: int, height: int, rule: VideoRules) -> tuple[int, int]:
+    """The size to generate at: the requested one rounded up to the model's multiple (the frames
+    are then center-cropped to the size asked for: `fit_image`)."""
+    if width < 1 or height < 1:
+        raise ReelworksError(f"size must be positive (got {width}x{height})")
+    if width % 2 or height % 2:
+        raise ReelworksError(f"width and height must be even for H.264 (got {width}x{height})")
+    up = lambda v: -(-v // rule.size_multiple) * rule.size_multiple  # noqa: E731
+    return up(width), up(height)
+
+
+def fit_image(image, width: int, height: int, mode: str = "crop"):
+    """(PIL RGB image of exactly width x height, how): never squashed. Same aspect: scaled
+    ("scaled", or "none" at the size already); else scaled to cover and center-cropped ("cropped",
+    mode crop) or scaled to fit and padded with black ("padded", mode pad)."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    if mode not in FIT_MODES:
+        raise ReelworksError(f"unknown fit {mode!r}: expected one of {', '.join(FIT_MODES)}")
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image))
+    image = image.convert("RGB")
+    if image.size == (width, height):
+        return image, "none"
+    # Within half a pixel of the target's aspect on either side: a plain scale distorts nothing.
+    if abs(image.width * height - image.height * width) <= max(image.width, image.height, width, height) / 2:
+        return image.resize((width, height), Image.LANCZOS), "scaled"
+    if mode == "crop":
+        return ImageOps.fit(image, (width, height), Image.LANCZOS, centering=(0.5, 0.5)), "cropped"
+    return ImageOps.pad(image, (width, height), Image.LANCZOS, color=(0, 0, 0), centering=(0.5, 0.5)), "padded"
+
+
+def video_frames(pipe, kind: str, *, image=None, last_image=None, prompt: str | None = None,
+                 negative_prompt: str | None = None, seed: int, num_frames: int, height: int, width: int,
+                 fps: float | None = None, steps: int, guidance: float, image_fit: str = "crop",
+                 desc: str | None = None, **model_settings) -> "numpy.ndarray":
+    """One clip from a loaded video pipeline as (num_frames, height, width, 3) uint8: the one
+    video-frame path of reelworks.
+
+    `image` is the first frame of image-to-video kinds (fitted to the size by `image_fit`, never
+    squashed); `last_image` the frame to end on, for pipelines that take one (diffusers'
+    `last_image`, e.g. Wan's first-last-frame pipeline; the others refuse it with one line).
+    `fps` (default `VIDEO_FPS[kind]`) is passed as the model's own conditioning where it has one
+    (SVD `fps`, LTX `frame_rate`). `num_frames`, `height`, `width` must follow `video_rules`
+    (`plan_frames`, `plan_size`). `model_settings` are the kind's `VIDEO_SETTINGS` (others refused
+    with one line). The denoising steps show a progress bar (a line every 30 s in pod logs)."""
+    import numpy as np
+    import torch
+
+    from reelworks.media import to_uint8
+
+    settings = video_settings(kind, **model_settings)
+    rule = video_rules(pipe, kind)
+    if not rule.valid(num_frames):
+        raise ReelworksError(f"{kind} makes {rule.frame_rule} frames, not {num_frames} (plan_frames rounds)")
+    if width % rule.size_multiple or height % rule.size_multiple:
+        raise ReelworksError(f"{kind} makes sizes in multiples of {rule.size_multiple}, not {width}x{height}")
+    fps = VIDEO_FPS[kind] if fps is None else fps
+    if fps <= 0:
+        raise ReelworksError(f"fps must be positive (got {fps})")
+    if kind in IMAGE_TO_VIDEO_KINDS and image is None:
+        raise ReelworksError(f"{kind} animates an image: give the first frame (image=...)")
+    if kind not in IMAGE_TO_VIDEO_KINDS and image is not None:
+        raise ReelworksError(f"{kind} is text-to-video: it takes no first image")
+    call = inspect.signature(pipe.__call__).parameters
+    if last_image is not None and "last_image" not in call:
+        raise ReelworksError(f"{kind} ({type(pipe).__name__}) cannot end on a given last frame: use a "
+                             "first-last-frame pipeline (one that takes last_image)")
+    args: dict[str, Any] = dict(num_frames=num_frames, height=height, width=width, num_inference_steps=steps,
+                                generator=generators([seed], execution_device(pipe))[0], output_type="np")
+    if image is not None:
+        args["image"] = fit_image(image, width, height, image_fit)[0]
+    if last_image is not None:
+        args["last_image"] = fit_image(last_image, width, height, image_fit)[0]
+    if kind in VIDEO_TEXT_TOKENS:
+        args.update(prompt=fit_prompt(pipe.tokenizer, prompt or "", VIDEO_TEXT_TOKENS[kind]), guidance_scale=guidance)
+        if negative_prompt:
+            args["negative_prompt"] = fit_prompt(pipe.tokenizer, negative_prompt, VIDEO_TEXT_TOKENS[kind])
+    rate = max(1, round(fps))  # both models take an integer rate
+    if kind == "svd":
+        # SVD guides from 1.0 on the first frame up to `guidance` on the last.
+        args.update(fps=rate, min_guidance_scale=1.0, max_guidance_scale=max(1.0, guidance))
+    elif kind in ("ltx", "ltx-i2v"):
+        args["frame_rate"] = rate
+    elif kind == "animatediff":
+        if num_frames > ANIMATEDIFF_CONTEXT:
+            pipe.enable_free_noise(context_length=ANIMATEDIFF_CONTEXT, context_stride=4)
+        elif getattr(pipe, "free_noise_enabled", False):
+            pipe.disable_free_noise()
+    args.update({name: value for name, value in settings.items() if value is not None})
+    progress = StepProgress(desc or f"{kind} denoising", steps)
+    try:
+        out = pipe(callback_on_step_end=progress, **args)
+    finally:
+        progress.close()
+    video = out.frames
+    if isinstance(video, torch.Tensor):
+        video = video.float().cpu().numpy()
+    video = np.asarray(video)[0]
+    if not np.isfinite(video).all():
+        raise ReelworksError(f"the {kind} pipeline made frames with NaN pixels (a model overflowing in float16): "
+                             "load it in bfloat16 or float32")
+    frames = to_uint8(video)
+    if frames.shape[:3] != (num_frames, height, width):
+        raise ReelworksError(f"{kind} made {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]}, not the "
+                             f"{num_frames} of {width}x{height} its configuration promises")
+    return frames
 
 
 __all__ = ["KINDS", "load", "save_tiny", "build_tiny", "pick_device", "generators", "run_batched", "nsfw_flags",
-           "fit_prompt",
-           "clip_tokenizer", "t5_tokenizer", "check_folder", "tiny_path"]
+           "fit_prompt", "text_to_image", "execution_device", "StepProgress", "component_dtypes",
+           "clip_tokenizer", "t5_tokenizer", "check_folder", "tiny_path",
+           "VIDEO_FPS", "VIDEO_KINDS", "VideoRules", "video_rules", "video_settings", "plan_frames", "plan_size",
+           "fit_image", "video_frames"]

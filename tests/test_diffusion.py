@@ -246,3 +246,191 @@ def test_bad_model_folders_and_kinds_give_one_clear_line(tmp_path):
     weights.unlink()
     with pytest.raises(ReelworksError, match=r"only pickle weights \(\.bin\)"):
         diffusion.load(str(pickled), "sd")
+
+
+# --------------------------------------------------------------------------- text_to_image
+
+PROMPTS = ["a lighthouse on a cliff at night", "a red car in the rain", "two cats on a sofa"]
+
+
+@pytest.fixture(scope="module")
+def sd_pipe():
+    return diffusion.load("tiny", "sd")
+
+
+def t2i(pipe, prompts, seeds, **kw):
+    kw = {"height": 32, "width": 40, "steps": 2, "guidance": 7.5, **kw}
+    return diffusion.text_to_image(pipe, prompts, seeds, **kw)
+
+
+def test_text_to_image_one_image_per_prompt_in_order_the_same_picture_in_any_batch(sd_pipe):
+    delivered = []
+    whole = t2i(sd_pipe, PROMPTS, [5, 6, 7], negative_prompts="blurry", batch_size=3,
+                on_batch=lambda indices, images: delivered.append((indices, len(images))))
+    assert [image.shape for image in whole] == [(32, 40, 3)] * 3 and whole[0].dtype == np.uint8
+    assert delivered == [([0, 1, 2], 3)]
+    delivered.clear()
+    one_by_one = t2i(sd_pipe, PROMPTS, [5, 6, 7], negative_prompts=["blurry"] * 3, batch_size=1,
+                     on_batch=lambda indices, images: delivered.append((indices, len(images))))
+    assert delivered == [([0], 1), ([1], 1), ([2], 1)]  # saved as they are made, each once
+    for i, (a, b) in enumerate(zip(whole, one_by_one)):
+        assert_same_picture(a, b, f"item {i} in a batch of 3 and alone")
+    # In order: the last item rendered on its own is the last image, and items differ.
+    assert_same_picture(whole[2], t2i(sd_pipe, PROMPTS[2:], [7], negative_prompts="blurry")[0], "item 2")
+    assert np.abs(whole[0].astype(int) - whole[2].astype(int)).mean() > 3
+    with pytest.raises(ReelworksError, match="one seed per prompt"):
+        t2i(sd_pipe, PROMPTS, [1, 2])
+
+
+def test_text_to_image_halves_the_batch_on_out_of_memory_and_drops_nothing(sd_pipe, monkeypatch):
+    real = type(sd_pipe).__call__
+    sizes, delivered = [], []
+
+    def fits_two(self, *args, **kwargs):  # a GPU that holds at most 2 images
+        sizes.append(len(kwargs["generator"]))
+        if sizes[-1] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(sd_pipe), "__call__", fits_two)
+    prompts = [f"a lighthouse number {i}" for i in range(5)]
+    images = t2i(sd_pipe, prompts, [10, 11, 12, 13, 14], batch_size=4, steps=1,
+                 on_batch=lambda indices, _: delivered.extend(indices))
+    assert sizes == [4, 2, 2, 1] and len(images) == 5
+    assert delivered == [0, 1, 2, 3, 4]
+    monkeypatch.undo()
+    assert_same_picture(images[4], t2i(sd_pipe, prompts[4:], [14], steps=1)[0], "the last item, alone")
+
+
+def test_text_to_image_makes_a_safety_flagged_image_again_with_seed_plus_attempt(sd_pipe, monkeypatch):
+    real = type(sd_pipe).__call__
+
+    def checker_flags_seed_6(self, *args, **kwargs):  # the safety checker blacks out seed 6's image
+        output = real(self, *args, **kwargs)
+        output.nsfw_content_detected = [g.initial_seed() == 6 for g in kwargs["generator"]]
+        for i, flagged in enumerate(output.nsfw_content_detected):
+            if flagged:
+                output.images[i] = 0
+        return output
+
+    monkeypatch.setattr(type(sd_pipe), "__call__", checker_flags_seed_6)
+    delivered = []
+    images = t2i(sd_pipe, PROMPTS[:2], [5, 6], on_batch=lambda indices, _: delivered.append(indices))
+    monkeypatch.undo()
+    assert delivered == [[0], [1]]  # item 1 only once made again, never black
+    assert_same_picture(images[1], t2i(sd_pipe, PROMPTS[1:2], [7])[0], "item 1 with seed 6 + 1")
+    assert images[1].max() > 0
+
+
+def test_text_to_image_takes_prompt_embeds_cut_per_batch(sd_pipe):
+    cond, uncond = sd_pipe.encode_prompt(PROMPTS, "cpu", 1, True, negative_prompt=["blurry"] * 3)
+    from_embeds = t2i(sd_pipe, None, [5, 6, 7], prompt_embeds=cond, negative_prompt_embeds=uncond, batch_size=2)
+    from_text = t2i(sd_pipe, PROMPTS, [5, 6, 7], negative_prompts="blurry", batch_size=2)
+    for i, (a, b) in enumerate(zip(from_embeds, from_text)):
+        assert_same_picture(a, b, f"item {i} from embeddings and from text")
+
+
+def test_text_to_image_stops_with_one_line_when_the_vae_makes_nan():
+    pipe = diffusion.load("tiny", "sd")  # its own copy: the weights are broken on purpose
+    with torch.no_grad():
+        pipe.vae.post_quant_conv.weight.fill_(float("nan"))
+    with pytest.raises(ReelworksError, match="NaN pixels"):
+        t2i(pipe, PROMPTS[:1], [1], steps=1)
+
+
+def test_offloaded_pipeline_makes_the_same_picture_and_generators_follow_its_execution_device():
+    # On a CPU machine `load(offload=True)` has nothing to offload to (no hooks); diffusers' offload
+    # hooks themselves run on CPU too, so the offloaded path is exercised here with device "cpu".
+    plain = diffusion.load("tiny", "sd", offload=True)
+    assert getattr(plain.unet, "_hf_hook", None) is None
+    offloaded = diffusion.load("tiny", "sd")
+    offloaded.enable_model_cpu_offload(device="cpu")
+    assert getattr(offloaded.unet, "_hf_hook", None) is not None
+    assert diffusion.execution_device(offloaded) == "cpu:0" and diffusion.execution_device(plain) == "cpu"
+    assert_same_picture(t2i(offloaded, PROMPTS[:1], [3])[0], t2i(plain, PROMPTS[:1], [3])[0], "offloaded")
+
+
+def test_step_progress_ticks_once_per_denoising_step(sd_pipe):
+    progress = diffusion.StepProgress("denoising", steps=3)
+    t2i(sd_pipe, PROMPTS[:1], [1], steps=3, callback_on_step_end=progress)
+    progress.close()
+    assert progress.done == 3
+
+
+# --------------------------------------------------------------------------- memory switches, dtypes
+
+
+def test_slicing_slices_the_vae_but_not_sdpa_attention_and_svd_says_what_it_has_instead():
+    sliced = diffusion.load("tiny", "sd", slicing=True)
+    assert sliced.vae.use_slicing
+    # torch 2's scaled-dot-product attention stays: sliced attention is slower and saves nothing there.
+    assert {type(p).__name__ for p in sliced.unet.attn_processors.values()} == {"AttnProcessor2_0"}
+    svd = diffusion.load("tiny", "svd", slicing=True)  # no VAE slicing to switch on: not an error
+    assert type(svd).__name__ == "StableVideoDiffusionPipeline"
+    with pytest.raises(ReelworksError, match="svd pipeline's VAE has no tiled decoding: lower decode_chunk_size"):
+        diffusion.load("tiny", "svd", tiling=True)
+
+
+def test_wan_vae_stays_float32_when_the_rest_is_bfloat16():
+    pipe = diffusion.load("tiny", "wan", dtype=torch.bfloat16)
+    assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder.dtype == torch.bfloat16
+    assert pipe.vae.dtype == torch.float32
+    frames = pipe(prompt=PROMPT, height=16, width=16, num_frames=9, max_sequence_length=16, num_inference_steps=2,
+                  generator=diffusion.generators([0]), output_type="np").frames
+    assert frames.shape == (1, 9, 16, 16, 3) and np.isfinite(frames).all()
+    assert diffusion.load("tiny", "ltx", dtype=torch.bfloat16).vae.dtype == torch.bfloat16  # LTX's VAE is fine
+
+
+def test_sdxl_vae_in_float16_decodes_in_float32_unless_an_fp16_safe_vae_is_given(tmp_path):
+    import json
+
+    folder = tmp_path / "sdxl"
+    shutil.copytree(diffusion.tiny_path("sdxl"), folder)
+    config_file = folder / "vae" / "config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "force_upcast": False}))
+    pipe = diffusion.load(str(folder), "sdxl", dtype=torch.float16)
+    assert pipe.vae.dtype == torch.float16 and pipe.vae.config.force_upcast
+    # An fp16-safe VAE (vae=, e.g. madebyollin/sdxl-vae-fp16-fix) is trusted as it is.
+    own = diffusion.load(str(folder), "sdxl", dtype=torch.float16, vae=str(folder / "vae"))
+    assert own.vae.dtype == torch.float16 and not own.vae.config.force_upcast
+
+
+# --------------------------------------------------------------------------- gated models, AnimateDiff
+
+
+def test_hub_token_from_a_mounted_file_reaches_from_pretrained_and_is_never_shown(tmp_path, monkeypatch, caplog):
+    from reelworks import redaction
+
+    token = "hf_testGatedToken0123456789"
+    (tmp_path / "token").write_text(token + "\n")
+    monkeypatch.setenv("REELWORKS_HF_TOKEN_FILE", str(tmp_path / "token"))
+    assert diffusion.from_pretrained_kwargs("svd", torch.float16)["token"] == token
+    assert redaction.redact(f"header Bearer {token}") == f"header Bearer {redaction.REDACTED}"
+    with caplog.at_level(logging.DEBUG), pytest.raises(ReelworksError) as error:
+        diffusion.load("someorg/gated-model", "svd")
+    assert token not in str(error.value) and token not in caplog.text
+    monkeypatch.delenv("REELWORKS_HF_TOKEN_FILE")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert "token" not in diffusion.from_pretrained_kwargs("svd", torch.float16)
+    monkeypatch.setenv("REELWORKS_HF_TOKEN_FILE", str(tmp_path / "absent"))
+    with pytest.raises(ReelworksError, match="REELWORKS_HF_TOKEN_FILE=.*cannot read the token file"):
+        diffusion.load("someorg/gated-model", "svd")
+
+
+def test_animatediff_from_a_stable_diffusion_base_and_a_motion_adapter(tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    # The tiny preset's own parts, saved the way they are published: an SD 1.5 base folder and a
+    # MotionAdapter folder.
+    parts = diffusion._tiny_animatediff(0)
+    base = StableDiffusionPipeline(unet=parts["unet"], vae=parts["vae"], text_encoder=parts["text_encoder"],
+                                   tokenizer=parts["tokenizer"], scheduler=parts["scheduler"], safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    base.save_pretrained(tmp_path / "sd-base", safe_serialization=True)
+    parts["motion_adapter"].save_pretrained(tmp_path / "adapter", safe_serialization=True)
+    built = diffusion.load(str(tmp_path / "sd-base"), "animatediff", motion_adapter=str(tmp_path / "adapter"))
+    assert type(built).__name__ == "AnimateDiffPipeline"
+    preset = diffusion.build_tiny("animatediff")  # the same parts, in memory
+    assert_same_picture(render(built, "animatediff", seed=4), render(preset, "animatediff", seed=4), "from parts")
+    with pytest.raises(ReelworksError, match="motion adapter is for kind animatediff"):
+        diffusion.load("tiny", "sd", motion_adapter=str(tmp_path / "adapter"))

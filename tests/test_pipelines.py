@@ -315,8 +315,8 @@ def test_input_checks_name_the_parameter_and_the_problem(tmp_path):
     with pytest.raises(ReelworksError, match="pipeline 'musicvideo' needs --param audio="):
         kubeflow.check_inputs(entry, {"lyrics": good["lyrics"]})
     kubeflow.check_inputs(entry, {"fps": 2.0}, complete=False)  # the user's own values, before the defaults
-    with pytest.raises(ReelworksError, match="parameter fps=0.0: must be greater than 0"):
-        kubeflow.check_inputs(kubeflow.get_pipeline("t2v"), {"fps": 0.0}, complete=False)
+    with pytest.raises(ReelworksError, match="parameter fps=-1.0: must be at least 0"):  # t2v: 0 is the model's own
+        kubeflow.check_inputs(kubeflow.get_pipeline("t2v"), {"fps": -1.0}, complete=False)
     with pytest.raises(ReelworksError, match=r"parameter ratio=3.0: ratio must be between 5 and 100"):
         kubeflow.check_inputs(kubeflow.get_pipeline("posters"), {"ratio": 3.0}, complete=False)
 

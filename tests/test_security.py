@@ -83,7 +83,7 @@ def _loaders(tmp_path, data: bytes):
             "t2v animate": lambda: animate_image(data, "frame.png"), "posters decode": poster,
             "posters gallery": lambda: _contact_sheet([{"image": str(path), "genres": []}], False),
             "t2v export": lambda: load_frames(str(tmp_path), {"frame_files": ["frame.png"]}),
-            "t2v gif info": lambda: _gif_info(str(path))}
+            "t2v gif info": lambda: _gif_info(str(path), 8.0)}
 
 
 def test_every_image_loader_shares_the_pixel_cap(tmp_path, bomb):

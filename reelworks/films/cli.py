@@ -42,16 +42,20 @@ def shots(input: str = typer.Option(..., "--input", "-i", help="Film: local path
 @app.command()
 def faces(frames: str = typer.Option(..., "--frames", "-f", help="Frame folder (from extract or shots)."),
           output: str = typer.Option(..., "--output", "-o", help="Folder for faces.jsonl."),
-          band: str = typer.Option("0.23,0.54", help="Face height / frame height counted as MCU: LOW,HIGH.")) -> None:
-    """Haar face detection and the face-size MCU heuristic."""
+          band: str = typer.Option("", help="Face height / frame height counted as MCU: LOW,HIGH "
+                                   "(default: the detector's, measured on labelled stills)."),
+          face_detector: str = typer.Option("blazeface", help="blazeface (MediaPipe) or haar (OpenCV).")) -> None:
+    """Face detection and the face-size MCU heuristic."""
     from reelworks.errors import ReelworksError
     from reelworks.films.faces import detect_faces
 
     try:
-        low, high = (float(v) for v in band.split(","))
+        limits = tuple(float(v) for v in band.split(",")) if band else None
+        if limits is not None and len(limits) != 2:
+            raise ValueError
     except ValueError:
-        raise ReelworksError(f"--band {band!r}: expected LOW,HIGH, e.g. 0.23,0.54") from None
-    rows = detect_faces(frames, output, band=(low, high))
+        raise ReelworksError(f"--band {band!r}: expected LOW,HIGH, e.g. 0.17,0.44") from None
+    rows = detect_faces(frames, output, band=limits, detector=face_detector)
     typer.echo(f"faces in {sum(1 for r in rows if r['faces'])} of {len(rows)} frames, "
                f"{sum(r['mcu'] for r in rows)} heuristic MCUs -> {output}")
 
@@ -77,7 +81,9 @@ def train_shot_classifier(
         test_fraction: float = typer.Option(0.2),
         imbalance_removal: float = typer.Option(0.0, help="Percent of the majority class dropped from training."),
         face_features: bool = typer.Option(True, "--face-features/--no-face-features",
-                                           help="Fuse Haar face features with the CNN score."),
+                                           help="Fuse face features with the CNN score."),
+        face_detector: str = typer.Option("blazeface", help="Faces for the features and the heuristic: "
+                                          "blazeface (MediaPipe) or haar (OpenCV)."),
         max_fpr: float = typer.Option(0.30, help="Threshold: best recall at this false-positive rate (validation)."),
         limit: int = typer.Option(0, help="Use at most this many frames (quick runs)."),
         gradcam_frame: str = typer.Option("", help="A test frame (file relative to --data) to explain with Grad-CAM."),
@@ -91,7 +97,7 @@ def train_shot_classifier(
     options = TrainOptions(task=task, model_kind=model_kind, cv_folds=cv_folds, size=size, gray=gray, arch=arch, weights=weights, epochs=epochs,
                            batch_size=batch_size, learning_rate=learning_rate, augment=augment, split=split, val_fraction=val_fraction,
                            test_fraction=test_fraction, imbalance_removal=imbalance_removal,
-                           face_features=face_features, max_fpr=max_fpr, limit=limit, gradcam_frame=gradcam_frame,
+                           face_features=face_features, face_detector=face_detector, max_fpr=max_fpr, limit=limit, gradcam_frame=gradcam_frame,
                            seed=seed)
     if workers > 1:
         from reelworks.errors import ReelworksError

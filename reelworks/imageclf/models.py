@@ -1,4 +1,5 @@
-"""The architectures: the originals' small CNNs and keras.applications backbones.
+"""The architectures: the originals' small CNNs, keras.applications backbones, and the pretrained
+EfficientNet-Lite (`reelworks.image_features`).
 
 Every model takes float pixels in 0..255 shaped `ImageSpec.shape` and ends in a float32
 activation layer named `scores` (so mixed precision never reaches the probabilities).
@@ -15,6 +16,8 @@ from keras import layers
 from reelworks import storage
 from reelworks.errors import ReelworksError
 from reelworks.imageclf.spec import ImageSpec, Task, TrainConfig
+
+FEATURES = "features"  # the pooled backbone output: what the head (dropout, logits, scores) reads
 
 
 def _augmentation(kind: str, seed: int) -> list[layers.Layer]:
@@ -82,7 +85,21 @@ def _backbone(x, image: ImageSpec, config: TrainConfig):
         load_backbone_weights(backbone, config.weights)
     backbone.trainable = not config.freeze_backbone
     x = backbone(x, training=False if config.freeze_backbone else None)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name=FEATURES)(x)
+    return layers.Dropout(config.dropout)(x)
+
+
+def _efficientnet_lite(x, image: ImageSpec, config: TrainConfig):
+    """EfficientNet-Lite with ImageNet weights (`reelworks.image_features`; `config.weights` or the
+    packaged Lite0), global average pooling, dropout."""
+    from reelworks import image_features
+
+    if image.channels == 1:
+        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    ref = config.weights or image_features.DEFAULT
+    x = image_features.backbone_layers(x, image_features.load_state_dict(ref), trainable=not config.freeze_backbone,
+                                       ref=ref)
+    x = layers.GlobalAveragePooling2D(name=FEATURES)(x)
     return layers.Dropout(config.dropout)(x)
 
 
@@ -120,8 +137,24 @@ def build_model(image: ImageSpec, task: Task, config: TrainConfig) -> keras.Mode
         x = _moviegoer_cnn(x, config)
     elif config.arch == "small_cnn":
         x = _small_cnn(x, config)
+    elif config.arch == "efficientnet_lite":
+        x = _efficientnet_lite(x, image, config)
     else:
         x = _backbone(x, image, config)
     x = layers.Dense(task.num_outputs, name="logits")(x)
     outputs = layers.Activation(task.activation, dtype="float32", name="scores")(x)
     return keras.Model(inputs, outputs, name=config.arch)
+
+
+def split_at_features(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """(pixels -> pooled features, features -> scores) sharing `model`'s layers, or None for
+    models without a pooled backbone output. Training the second trains `model`'s head."""
+    names = [layer.name for layer in model.layers]
+    if FEATURES not in names:
+        return None
+    features = model.get_layer(FEATURES).output
+    head_input = keras.Input(shape=features.shape[1:], name=FEATURES)
+    x = head_input
+    for layer in model.layers[names.index(FEATURES) + 1:]:  # dropout, logits, scores: a plain chain
+        x = layer(x)
+    return keras.Model(model.inputs, features, name=f"{model.name}_features"), keras.Model(head_input, x, name="head")

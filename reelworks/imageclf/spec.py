@@ -9,7 +9,10 @@ from dataclasses import asdict, dataclass, field
 from reelworks.errors import ReelworksError
 
 TASK_KINDS = ("multilabel", "binary", "multiclass")
-ARCHITECTURES = ("posters_cnn", "moviegoer_cnn", "small_cnn", "mobilenet_v3_small", "efficientnet_b0")
+ARCHITECTURES = ("posters_cnn", "moviegoer_cnn", "small_cnn", "mobilenet_v3_small", "efficientnet_b0",
+                 "efficientnet_lite")
+# Architectures that start from pretrained weights (`TrainConfig.weights`, or their packaged default).
+PRETRAINED = ("efficientnet_lite",)
 AUGMENTATIONS = ("none", "flip", "light")
 
 
@@ -83,8 +86,11 @@ class TrainConfig:
     dropout: float = 0.25
     dense_units: int = 512
     augment: str = "none"
-    weights: str | None = None          # backbone weights: local/S3 `.keras` or Keras `.h5`; None = from scratch
-    freeze_backbone: bool = False
+    # Backbone weights. keras.applications backbones: a local/S3 `.keras` or Keras `.h5` file, None =
+    # from scratch. efficientnet_lite: any `reelworks.image_features` reference, None = the packaged
+    # ImageNet EfficientNet-Lite0.
+    weights: str | None = None
+    freeze_backbone: bool = False       # frozen: features computed once, only the head trains
     label_smoothing: float = 0.0
     patience: int = 0                   # early stopping on val_loss (0 = off); best weights restored
     seed: int = 0

@@ -33,7 +33,7 @@ from keras import ops
 from reelworks import storage
 from reelworks.errors import NotFoundError, ReelworksError
 from reelworks.imageclf import data as data_lib
-from reelworks.imageclf.models import build_model
+from reelworks.imageclf.models import build_model, split_at_features
 from reelworks.imageclf.spec import ImageSpec, Task, TrainConfig
 from reelworks.settings import cache_dir
 
@@ -287,13 +287,28 @@ def train(train_source, val_source, *, task: Task, image: ImageSpec, config: Tra
 
     train_ds = _dataset(train_source, image, task, config, global_batch, training=True)
     val_ds = _dataset(val_source, image, task, config, global_batch, training=False)
-    if config.steps_per_epoch:
-        train_ds = train_ds.repeat()
 
     with strategy.scope():
         model = build_model(image, task, config)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=make_loss(task, class_weights, config.label_smoothing), metrics=make_metrics(task))
+        split = split_at_features(model) if config.freeze_backbone else None
+        trained = split[1] if split else model  # a frozen backbone: only the head trains
+        trained.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                        loss=make_loss(task, class_weights, config.label_smoothing), metrics=make_metrics(task))
+    if split:
+        # Frozen, the backbone gives every image the same features in every epoch: compute them
+        # once (one pass over the images instead of one per epoch) and train the head on them.
+        # Augmentation layers are skipped (they act on pixels).
+        started_features = time.time()
+        train_x, train_y = evaluation.predict(split[0], _dataset(train_source, image, task, config, global_batch,
+                                                                 training=False))
+        val_x, val_y = evaluation.predict(split[0], val_ds)
+        log.info("features of %d + %d images in %.0f s", len(train_x), len(val_x), time.time() - started_features)
+        train_ds = tf.data.Dataset.from_tensor_slices((train_x, train_y)).shuffle(
+            len(train_x), seed=config.seed, reshuffle_each_iteration=True).batch(global_batch)
+        val_ds = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(global_batch)
+
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
 
     work = _work_dir(output_uri)
     remote_checkpoint = storage.join(output_uri, "checkpoint")
@@ -312,11 +327,11 @@ def train(train_source, val_source, *, task: Task, image: ImageSpec, config: Tra
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")  # our datasets shuffle themselves
         warnings.filterwarnings("ignore", message=".*ran out of data.*")  # unknown-length datasets end epochs so
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+        trained.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                   callbacks=fit_callbacks, verbose=2 if os.environ.get("REELWORKS_PROGRESS") != "0" else 0)
     history = _read_history(history_csv)
 
-    val_scores, val_labels = evaluation.predict(model, val_ds)
+    val_scores, val_labels = evaluation.predict(trained, val_ds)
     thresholds = evaluation.tune_thresholds(val_scores, val_labels, task, max_fpr=max_fpr, mode=threshold_mode)
     val_metrics = evaluation.summary_metrics(evaluation.classification_metrics(val_scores, val_labels, task, thresholds))
     card = ModelCard(

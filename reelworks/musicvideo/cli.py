@@ -9,8 +9,11 @@ import reelworks.musicvideo
 
 app = typer.Typer(help=reelworks.musicvideo.__doc__, no_args_is_help=True)
 
-PresetOption = typer.Option("tiny", help="tiny (CPU, seconds) or sd15; the options below override it.")
-ModelOption = typer.Option(None, help="tiny, a Hub id, a local diffusers folder or an s3:// prefix (SD 1.x/2.x).")
+PresetOption = typer.Option("tiny", help="tiny, tiny-sdxl (CPU, seconds), sd15 or sdxl; the options below override it.")
+ModelOption = typer.Option(None, help="tiny, a Hub id, a local diffusers folder or an s3:// prefix (SD 1.x/2.x, or "
+                                      "SDXL with an sdxl preset).")
+AspectOption = typer.Option(None, help="1:1, 16:9 or 9:16: the preset's native size for it (default: 1:1, or what "
+                                       "--height/--width give); with one of them the other follows. Never stretched.")
 StepsOption = typer.Option(None, help="Denoising steps (keyframes and interpolation must match).")
 GuidanceOption = typer.Option(None, help="Classifier-free guidance scale.")
 HeightOption = typer.Option(None, help="Frame height (multiple of 8).")
@@ -21,12 +24,10 @@ DeviceOption = typer.Option(None, help="cpu, cuda or cuda:N (default: cuda when 
 EmbeddingsOption = typer.Option("lerp", help="How text embeddings move between prompts: lerp or slerp.")
 
 
-def _render_settings(preset: str, model, steps, guidance, height, width) -> dict:
-    from reelworks.musicvideo.presets import resolve
+def _render_settings(preset: str, aspect, model, steps, guidance, height, width) -> dict:
+    from reelworks.musicvideo.presets import render_settings
 
-    settings = resolve(preset, model=model, steps=steps, guidance=guidance, height=height, width=width)
-    settings.pop("fps")
-    return settings
+    return render_settings(preset, aspect, model=model, steps=steps, guidance=guidance, height=height, width=width)
 
 
 @app.command()
@@ -80,22 +81,30 @@ def timing(audio: str = typer.Option(..., help="The song (any format FFmpeg read
 @app.command()
 def keyframes(timeline: str = typer.Option(..., help="A `musicvideo timing` output."),
               output: str = typer.Option(..., help="Folder or s3:// prefix for the renders and the contact sheet."),
-              preset: str = PresetOption, model: Optional[str] = ModelOption, steps: Optional[int] = StepsOption,
-              guidance: Optional[float] = GuidanceOption, height: Optional[int] = HeightOption,
-              width: Optional[int] = WidthOption, batch_size: str = BatchOption,
-              device: Optional[str] = DeviceOption, embeddings: str = EmbeddingsOption) -> None:
-    """One render per keyframe, as a contact sheet, before the expensive pass."""
+              preset: str = PresetOption, aspect: Optional[str] = AspectOption, model: Optional[str] = ModelOption,
+              steps: Optional[int] = StepsOption, guidance: Optional[float] = GuidanceOption,
+              height: Optional[int] = HeightOption, width: Optional[int] = WidthOption, batch_size: str = BatchOption,
+              device: Optional[str] = DeviceOption, embeddings: str = EmbeddingsOption,
+              reroll: Optional[List[str]] = typer.Option(
+                  None, help="Re-roll keyframe N: N (next seed), N:seed=S, N:prompt=TEXT or N:seed=S:prompt=TEXT; "
+                             "repeat it or separate with ';'. Then walk OUTPUT's timeline.json.")) -> None:
+    """One render per keyframe, as a contact sheet, before the expensive pass (re-roll any here)."""
     from reelworks.musicvideo.keyframes import keyframes as run
 
-    out = run(timeline, output, batch_size=batch_size, device=device, embeddings=embeddings,
-              **_render_settings(preset, model, steps, guidance, height, width))
-    typer.echo(f"{len(out['keyframes'])} keyframes -> {output}")
+    out = run(timeline, output, batch_size=batch_size, device=device, embeddings=embeddings, reroll=reroll,
+              **_render_settings(preset, aspect, model, steps, guidance, height, width))
+    rerolled = [kf["index"] for kf in out["timeline"]["keyframes"] if "rerolled_from" in kf]
+    typer.echo(f"{len(out['keyframes'])} keyframes -> {output}"
+               + (f" (re-rolled: {','.join(map(str, rerolled))}; walk --timeline {output})" if rerolled else ""))
 
 
 @app.command()
-def interpolate(timeline: str = typer.Option(..., help="A `musicvideo timing` output."),
-                output: str = typer.Option(..., help="Folder or s3:// prefix for frames/ and chunks/ (resumable)."),
-                preset: str = PresetOption, model: Optional[str] = ModelOption, steps: Optional[int] = StepsOption,
+def interpolate(timeline: str = typer.Option(..., help="A `musicvideo keyframes` output (its timeline.json holds "
+                                                           "the re-rolls) or a `musicvideo timing` one."),
+                output: str = typer.Option(..., help="Folder or s3:// prefix for segments/ (frames cached by content: "
+                                                     "a rerun renders only changed segments) and chunks/ (resumable)."),
+                preset: str = PresetOption, aspect: Optional[str] = AspectOption,
+                model: Optional[str] = ModelOption, steps: Optional[int] = StepsOption,
                 guidance: Optional[float] = GuidanceOption, height: Optional[int] = HeightOption,
                 width: Optional[int] = WidthOption, batch_size: str = BatchOption,
                 chunk: int = typer.Option(16, help="Frames per chunk (the most a pre-empted job loses)."),
@@ -109,9 +118,10 @@ def interpolate(timeline: str = typer.Option(..., help="A `musicvideo timing` ou
 
     out = run(timeline, output, batch_size=batch_size, chunk=chunk, shard=shard, shards=shards, device=device,
               embeddings=embeddings, offload=offload, slicing=slicing,
-              **_render_settings(preset, model, steps, guidance, height, width))
+              **_render_settings(preset, aspect, model, steps, guidance, height, width))
     typer.echo(f"{len(out['rendered'])} chunks rendered, {len(out['skipped'])} already done "
                f"({out['chunks']} chunks, {out['frames']} frames) -> {output}")
+    typer.echo(f"frames rendered: {out['frames_rendered']}; frames reused: {out['frames_reused']}")
     typer.echo(f"rendered chunks: {','.join(map(str, out['rendered'])) or '-'}; "
                f"skipped chunks: {','.join(map(str, out['skipped'])) or '-'}")
 
@@ -123,9 +133,21 @@ def render(frames: List[str] = typer.Option(..., help="`musicvideo interpolate` 
            output: str = typer.Option(..., help="Folder or s3:// prefix for video.mp4, preview.gif, report/."),
            allow_partial: bool = typer.Option(False, help="Render even with missing frames or drift (repeats frames)."),
            crf: int = typer.Option(18, help="x264 quality (lower: better, larger)."),
-           x264_preset: str = typer.Option("veryfast", help="x264 speed preset.")) -> None:
-    """Frames in grid order + the song's exact slice -> video.mp4 (H.264 + AAC) and preview.gif."""
+           x264_preset: str = typer.Option("veryfast", help="x264 speed preset."),
+           output_fps: float = typer.Option(0.0, help="Video frame rate, filled between the keyframe-rate frames "
+                                                      "by --interpolator (0: the timeline's rate)."),
+           interpolator: str = typer.Option("flow", help="flow (optical flow warp) or blend (cross-fade)."),
+           upscale: int = typer.Option(1, help="1 (off), 2 or 4: each frame enlarged by a learned upscaler."),
+           upscaler: str = typer.Option("", help="The upscaler: a Swin2SR Hub id, save_pretrained folder or s3:// "
+                                                 "prefix (default: Swin2SR classical x2 / real-world x4)."),
+           device: Optional[str] = DeviceOption) -> None:
+    """Frames in grid order + the song's exact slice -> video.mp4 (H.264 + AAC), preview.gif and
+    qa.json (the video's self-check)."""
+    from reelworks.musicvideo.qa import describe
     from reelworks.musicvideo.render import render as run
 
-    out = run(frames, timeline, audio, output, allow_partial=allow_partial, crf=crf, preset=x264_preset)
-    typer.echo(f"{out['frames']} frames, video {out['video_s']:.3f} s, audio {out['audio_s']:.3f} s -> {out['video']}")
+    out = run(frames, timeline, audio, output, allow_partial=allow_partial, crf=crf, preset=x264_preset,
+              output_fps=output_fps, interpolator=interpolator, upscale=upscale, upscaler=upscaler, device=device)
+    typer.echo(f"{out['frames']} frames at {out['fps']:g} fps, video {out['video_s']:.3f} s, "
+               f"audio {out['audio_s']:.3f} s -> {out['video']}")
+    typer.echo(f"{describe(out['qa_result'])} -> {out['qa']}")

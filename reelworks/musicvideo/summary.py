@@ -15,6 +15,9 @@ def summary(plan: str, timeline: str, keyframes: str, video: str, output: str | 
 
     p = load_plan(plan)
     tl = load_timeline(timeline)
+    # The keyframes step's timeline holds the re-rolled keyframes' seeds and prompts.
+    walked = storage.join(keyframes, "timeline.json")
+    scenes = load_timeline(walked)["keyframes"] if storage.exists(walked) else tl["keyframes"]
     rendered = json.loads(storage.read_text(storage.join(video, "render.json")))
     report = Report(f"Music video: {p.title}")
     report.text(f"Video: {code(rendered['video'])} ({rendered['frames']} frames at {rendered['fps']:g} fps, "
@@ -30,7 +33,7 @@ def summary(plan: str, timeline: str, keyframes: str, video: str, output: str | 
                  "One render per keyframe")
     report.table(["line", "frame", "section", "lyric", "prompt", "seed"],
                  [[scene_label(kf), kf["frame"], p.sections[kf["section"]]["name"], kf["lyric"], kf["prompt"],
-                   kf["seed"]] for kf in tl["keyframes"]])
+                   kf["seed"]] for kf in scenes])
     report.heading("Video")
     report.image("frames", storage.read_bytes(storage.join(video, "report", "frames.png")), "Frames along the video")
     for key in ("frames", "drift_s", "repeated"):

@@ -96,6 +96,18 @@ def unknown_share(text_words: list[str], vocabulary: set[str] | frozenset[str]) 
     return len(unknown) / len(checked) if checked else 0.0
 
 
+def is_english(text: str, max_unknown: float = MAX_UNKNOWN) -> bool:
+    """Spell-checked English: the `non_words` check against pyspellchecker's list alone, without
+    the training vocabulary (which holds every name and foreign word of the real plots)."""
+    return unknown_share(words(text), frozenset()) <= max_unknown
+
+
+def english_share(plots: list[str]) -> float:
+    """Share of the (non-empty) plots that are spell-checked English; 0 when there are none."""
+    plots = [p for p in plots if p.strip()]
+    return sum(map(is_english, plots)) / len(plots) if plots else 0.0
+
+
 def balanced(text: str) -> bool:
     """Straight double quotes come in pairs; brackets and curly double quotes nest properly."""
     if text.count('"') % 2:
@@ -224,6 +236,8 @@ def curate(samples_uri: str, data_uri: str, output_uri: str, *, queue_uri: str |
             added = append_to_queue(queue_uri, [QueueItem(title=k["title"], plot=k["plot"], genres=k["genres"],
                                                           keywords=k["keywords"], model=k["model"]) for k in kept])
         summary = {"samples": len(samples), "kept": len(kept), "pass_rate": len(kept) / max(len(samples), 1),
+                   "english_share": english_share([k["plot"] for k in kept]),
+                   "english_share_samples": english_share([normalize(r.get("plot", "")) for r in samples]),
                    "dropped": {r: reasons.get(r, 0) for r in REASONS}, "memorisation_rate":
                    memorised / max(len(samples), 1), "queued": added, "queue": queue_uri or "",
                    "filters": {"genres": genres or [], "keywords": keywords or [], "deny": deny or "",
@@ -237,6 +251,8 @@ def curate(samples_uri: str, data_uri: str, output_uri: str, *, queue_uri: str |
         curation_report(summary, kept, rejected).save(storage.join(output_uri, "report"))
         storage.write_text(storage.join(output_uri, "curation.json"), json.dumps(summary, indent=2))  # last
         metrics.gauge("reelworks_plots_curation_pass_rate", "Share of generated plots kept").set(summary["pass_rate"])
+        metrics.gauge("reelworks_plots_curated_english_share",
+                      "Share of kept plots that are spell-checked English").set(summary["english_share"])
         metrics.counter("reelworks_plots_queued_total", "Plots appended to the tweet queue").inc(added)
         log.info("curate: kept %d of %d plots (%s); %d new in the queue", len(kept), len(samples),
                  {r: c for r, c in reasons.items()}, added)
@@ -246,7 +262,9 @@ def curate(samples_uri: str, data_uri: str, output_uri: str, *, queue_uri: str |
 def curation_report(summary: dict, kept: list[dict], rejected: list[dict] = ()) -> Report:
     report = Report("Plot curation")
     report.text(f"{summary['kept']:,} of {summary['samples']:,} generated plots kept "
-                f"({summary['pass_rate']:.0%}); {summary['queued']:,} newly queued for the tweeter.")
+                f"({summary['pass_rate']:.0%}); {summary['queued']:,} newly queued for the tweeter."
+                + (f" {summary['english_share']:.0%} of the kept plots are spell-checked English "
+                   f"({summary['english_share_samples']:.0%} of all generated)." if "english_share" in summary else ""))
     report.table(["dropped because", "plots"], [(r, c) for r, c in summary["dropped"].items()])
     if kept:
         report.heading("Kept plots")
@@ -254,6 +272,8 @@ def curation_report(summary: dict, kept: list[dict], rejected: list[dict] = ()) 
     add_dropped_examples(report, rejected)
     report.metric("curation_pass_rate", summary["pass_rate"])
     report.metric("memorisation_rate", summary["memorisation_rate"])
+    if "english_share" in summary:  # curation.json from before it had the figure
+        report.metric("curated_english_share", summary["english_share"])
     return report
 
 

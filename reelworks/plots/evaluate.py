@@ -1,10 +1,12 @@
 """The plot bot's evaluation report: how well it models plots and how usable its output is.
 
-Validation perplexity of GPT-2 and the LSTM baseline (same validation split, same tokenizer)
-against a unigram baseline, curation pass rate and drop reasons, distinct-1/2 (share of
-unique word uni/bigrams in the generated plots), memorisation rate (plots sharing a long
-n-gram with a real plot), up to ten curated plots (what would be tweeted), an example of
-each drop reason and a few raw samples for contrast. Writes `report.md`, `report.html`,
+Validation perplexity of the language model (tiny GPT-2 or a fine-tuned pretrained one; also
+before fine-tuning) and the LSTM baseline (same validation split, same tokenizer) against a
+unigram baseline, per token and per word (models with other tokenizers compare per word),
+training time, curation pass rate, the share of plots that are spell-checked English, drop
+reasons, distinct-1/2 (share of unique word uni/bigrams in the generated plots), memorisation
+rate (plots sharing a long n-gram with a real plot), up to ten curated plots (what would be
+tweeted), an example of each drop reason and a few raw samples for contrast. Writes `report.md`, `report.html`,
 `metrics.json` and `evaluation.json` below the output URI.
 """
 from __future__ import annotations
@@ -26,6 +28,12 @@ def distinct_n(texts: list[str], n: int) -> float:
     """Unique n-grams / all n-grams over the texts (0 when there are none)."""
     grams = [tuple(ws[i:i + n]) for ws in map(words, texts) for i in range(len(ws) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def _model_row(name: str, manifest: dict, perplexity: float, word_perplexity: float | None) -> tuple:
+    """A row of the models table; "n/a" for what a `plots train` output from before had no figure for."""
+    return (name, perplexity, "n/a" if word_perplexity is None else word_perplexity, manifest["parameters"],
+            manifest["steps"], manifest["world_size"], manifest.get("train_seconds", "n/a"))
 
 
 def _jsonl(uri: str) -> list[dict]:
@@ -57,23 +65,33 @@ def evaluate(gpt2_uri: str, curated_uri: str, samples_uri: str, output_uri: str,
 
         report = Report("Plot bot evaluation")
         report.heading("Language models (validation split)")
-        rows = [("GPT-2" + (" (tiny preset)" if gpt2.get("preset") == "tiny" else f" ({gpt2.get('base_model')})"),
-                 gpt2["val_perplexity"], gpt2["parameters"], gpt2["steps"], gpt2["world_size"])]
+        name = "GPT-2 (tiny preset)" if gpt2.get("preset") == "tiny" else f"{gpt2.get('base_model')} fine-tuned"
+        rows = [_model_row(name, gpt2, gpt2["val_perplexity"], gpt2.get("val_word_perplexity"))]
+        if gpt2.get("base_val_perplexity"):
+            rows.append((f"{gpt2.get('base_model')} before fine-tuning", gpt2["base_val_perplexity"],
+                         gpt2.get("base_val_word_perplexity"), gpt2["parameters"], 0, 0, ""))
         if lstm:
-            rows.append(("LSTM baseline", lstm["val_perplexity"], lstm["parameters"], lstm["steps"], lstm["world_size"]))
-        rows.append(("unigram baseline", gpt2["unigram_perplexity"], gpt2["vocab_size"], 0, 0))
-        report.table(["model", "validation perplexity", "parameters", "steps", "workers"], rows)
+            rows.append(_model_row("LSTM baseline", lstm, lstm["val_perplexity"], lstm.get("val_word_perplexity")))
+        rows.append(("unigram baseline", gpt2["unigram_perplexity"], gpt2.get("unigram_word_perplexity", "n/a"),
+                     gpt2["vocab_size"], 0, 0, ""))
+        report.table(["model", "perplexity per token", "per word", "parameters", "steps", "workers",
+                      "training seconds"], rows)
         report.text(f"GPT-2 validation perplexity {gpt2['val_perplexity']:.2f} against a unigram baseline of "
                     f"{gpt2['unigram_perplexity']:.2f}" + (f" and {lstm['val_perplexity']:.2f} for the LSTM."
                                                            if lstm else "."))
         with report.figure("perplexity", "Validation perplexity (lower is better, log scale)", size=(6, 3)) as ax:
-            ax.barh([r[0] for r in rows], [r[1] for r in rows], color=["#4c72b0", "#dd8452", "#8c8c8c"][:len(rows)])
+            ax.barh([r[0] for r in rows], [r[1] for r in rows],
+                    color=["#8c8c8c" if r[0] == "unigram baseline" else "#4c72b0" for r in rows])
             ax.set_xscale("log")
             ax.set_xlabel("perplexity")
         report.heading("Generated plots")
         dropped = {r: c for r, c in curation["dropped"].items() if c}
         report.text(f"{curation['kept']} of {curation['samples']} plots passed curation "
                     f"({curation['pass_rate']:.0%}).")
+        english = curation.get("english_share")  # curation.json from before it had the figure: None
+        if english is not None:
+            report.text(f"{english:.0%} of the curated plots are spell-checked English "
+                        f"({curation['english_share_samples']:.0%} of all generated plots).")
         if dropped:
             report.table(["dropped because", "plots"], sorted(dropped.items(), key=lambda kv: -kv[1]))
         d1, d2 = distinct_n(plots, 1), distinct_n(plots, 2)
@@ -92,8 +110,17 @@ def evaluate(gpt2_uri: str, curated_uri: str, samples_uri: str, output_uri: str,
 
         report.metric("gpt2_val_perplexity", gpt2["val_perplexity"])
         report.metric("unigram_val_perplexity", gpt2["unigram_perplexity"])
+        if gpt2.get("val_word_perplexity"):
+            report.metric("gpt2_val_word_perplexity", gpt2["val_word_perplexity"])
+        if gpt2.get("base_val_perplexity"):
+            report.metric("base_val_perplexity", gpt2["base_val_perplexity"])
+        if gpt2.get("train_seconds") is not None:
+            report.metric("gpt2_train_seconds", gpt2["train_seconds"])
         if lstm:
             report.metric("lstm_val_perplexity", lstm["val_perplexity"])
+        if english is not None:
+            report.metric("curated_english_share", english)
+            report.metric("generated_english_share", curation["english_share_samples"])
         report.metric("curation_pass_rate", curation["pass_rate"])
         report.metric("distinct_1", d1)
         report.metric("distinct_2", d2)

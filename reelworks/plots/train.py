@@ -35,7 +35,10 @@ from reelworks.errors import ReelworksError
 
 log = logging.getLogger("reelworks.plots.train")  # also when run as __main__ by torchrun
 ARCHS = ("gpt2", "lstm")
-PRESETS = ("tiny", "")
+PRESETS = ("tiny", "smollm2", "")
+# Peak learning rates when none is given: from scratch, and for fine-tuning pretrained weights.
+SCRATCH_LEARNING_RATE = 3e-3
+FINE_TUNE_LEARNING_RATE = 1e-4
 LAUNCHERS = ("local", "trainjob", "pytorchjob")
 MANIFEST = "training.json"
 
@@ -46,14 +49,15 @@ class TrainConfig:
     output: str
     checkpoint_dir: str = ""  # default: {output}/checkpoints
     arch: str = "gpt2"
-    preset: str = "tiny"  # "tiny": small random-init GPT-2 + BPE tokenizer trained on the corpus
+    preset: str = "tiny"  # "tiny": small random-init GPT-2 + BPE tokenizer trained on the corpus;
+    # "smollm2": fine-tune SmolLM2-135M-Instruct from the packaged GGUF; "": fine-tune `base_model`
     base_model: str = "gpt2"  # Hub id, local folder or s3:// prefix (when preset is "")
     tokenizer: str = ""  # reuse this tokenizer (e.g. the GPT-2 run's, so perplexities compare)
     vocab_size: int = 4096
     block_size: int = 128
     batch_size: int = 16  # sequences per worker per micro-step
     grad_accum: int = 1
-    learning_rate: float = 3e-3
+    learning_rate: float = 0.0  # 0: SCRATCH_LEARNING_RATE, or FINE_TUNE_LEARNING_RATE for a pretrained model
     weight_decay: float = 0.01
     warmup_steps: int = 30
     max_steps: int = 0  # 0: derive from `epochs`
@@ -71,6 +75,19 @@ class TrainConfig:
     def __post_init__(self):
         self.checkpoint_dir = self.checkpoint_dir or storage.join(self.output, "checkpoints")
         self.job = self.job or ("plots_train" if self.arch == "gpt2" else f"plots_train_{self.arch}")
+        self.learning_rate = self.learning_rate or (FINE_TUNE_LEARNING_RATE if self.pretrained
+                                                    else SCRATCH_LEARNING_RATE)
+
+    @property
+    def pretrained(self) -> bool:
+        """Fine-tuning pretrained weights (with their tokenizer), not training from scratch."""
+        return self.arch == "gpt2" and self.preset != "tiny"
+
+    def base_model_ref(self) -> str:
+        """What `from_pretrained` loads: the packaged SmolLM2 folder, or `base_model`."""
+        from reelworks.plots.models import packaged_smollm2
+
+        return packaged_smollm2() if self.preset == "smollm2" else self.base_model
 
     @classmethod
     def from_json(cls, text: str) -> "TrainConfig":
@@ -105,7 +122,8 @@ def _check(config: TrainConfig, nproc: int, launcher: str) -> None:
     if config.arch not in ARCHS:
         raise ReelworksError(f"unknown --arch {config.arch!r}; expected one of {', '.join(ARCHS)}")
     if config.preset not in PRESETS:
-        raise ReelworksError(f"unknown --preset {config.preset!r}; expected 'tiny' or '' (use --base-model)")
+        raise ReelworksError(f"unknown --preset {config.preset!r}; expected 'tiny', 'smollm2' or '' "
+                             "(fine-tune --base-model)")
     if launcher not in LAUNCHERS:
         raise ReelworksError(f"unknown launcher {launcher!r}; expected one of {', '.join(LAUNCHERS)}")
     if nproc < 1:
@@ -117,8 +135,8 @@ def _check(config: TrainConfig, nproc: int, launcher: str) -> None:
         raise ReelworksError(f"{config.data} is not a complete `plots prep` output (no prep.json)")
     if config.tokenizer:
         load_tokenizer(config.tokenizer)
-    elif config.arch == "gpt2" and not config.preset:
-        check_base_model(config.base_model)
+    elif config.pretrained:
+        check_base_model(config.base_model_ref())
 
 
 def _check_gpus(nproc: int) -> None:
@@ -223,8 +241,8 @@ def _tokenizer(config: TrainConfig, rank: int, barrier):
 
     if config.tokenizer:
         return load_tokenizer(config.tokenizer)
-    if config.arch == "gpt2" and not config.preset:
-        return load_tokenizer(config.base_model)
+    if config.pretrained:
+        return load_tokenizer(config.base_model_ref())
     # Trained once by rank 0 and stored with the checkpoints, so a resumed run (and every
     # other rank, on any node) uses exactly the same vocabulary.
     uri = storage.join(config.checkpoint_dir, "tokenizer")
@@ -248,7 +266,7 @@ def _build_model(config: TrainConfig, tokenizer):
         return lstm_class()(len(tokenizer), hidden=config.hidden)
     if config.preset == "tiny":
         return tiny_gpt2(tokenizer, config.block_size)
-    return pretrained_causal_lm(config.base_model, tokenizer)
+    return pretrained_causal_lm(config.base_model_ref(), tokenizer)
 
 
 def unigram_perplexity(train_ids, valid_ids, vocab_size: int) -> float:
@@ -258,6 +276,12 @@ def unigram_perplexity(train_ids, valid_ids, vocab_size: int) -> float:
     counts = np.bincount(np.asarray(train_ids), minlength=vocab_size).astype(np.float64) + 1.0
     logp = np.log(counts / counts.sum())
     return float(np.exp(-logp[np.asarray(valid_ids)].mean()))
+
+
+def per_word(token_perplexity: float, tokens: int, words: int) -> float:
+    """A per-token perplexity as per word of the same text: models with different tokenizers
+    (a 4k BPE trained on the corpus, SmolLM2's 49k) compare only on a unit they share."""
+    return math.exp(math.log(token_perplexity) * tokens / max(words, 1))
 
 
 def run_worker(config: TrainConfig) -> dict | None:
@@ -297,7 +321,9 @@ def _run_worker(config: TrainConfig) -> dict | None:
     device = accelerator.device if cuda else torch.device("cpu")
     tokenizer = _tokenizer(config, rank, accelerator.wait_for_everyone)
     train_ids = _tokenize(tokenizer, read_lines(config.data, "train.txt"))
-    valid_ids = _tokenize(tokenizer, read_lines(config.data, "valid.txt"))
+    valid_lines = read_lines(config.data, "valid.txt")
+    valid_ids = _tokenize(tokenizer, valid_lines)
+    valid_words = sum(len(line.split()) for line in valid_lines)  # special tokens count as text, for both
     train_data = _Data(train_ids, config.block_size, config.seed)
     valid_data = _Data(valid_ids, config.block_size, config.seed)
     per_step = config.batch_size * config.grad_accum * world  # blocks per optimizer step, all ranks
@@ -363,7 +389,7 @@ def _run_worker(config: TrainConfig) -> dict | None:
                            folder / "rng.pt")
                 (folder / "state.json").write_text(json.dumps(
                     {"step": at_step, "position": at_position, "max_steps": max_steps, "world_size": world,
-                     "tokens_seen": at_position * config.block_size}))
+                     "tokens_seen": at_position * config.block_size, "base_val_perplexity": base_ppl}))
 
             checkpoints.save(config.checkpoint_dir, at_step, write, keep=config.keep_checkpoints)
             log.info("checkpoint %s saved", checkpoints.name(at_step))
@@ -380,8 +406,16 @@ def _run_worker(config: TrainConfig) -> dict | None:
                  "world size %d, %s", config.arch, f"{sum(p.numel() for p in raw_model.parameters()):,}",
                  len(train_data), config.block_size, max_steps, per_step, world, device)
 
+    # The pretrained model before any fine-tuning (its new special tokens untrained): the
+    # figure fine-tuning must beat. Kept in the checkpoints, so a resumed run still reports it.
+    base_ppl = state.get("base_val_perplexity")
+    if config.pretrained and not resumed:
+        base_ppl = evaluate()
+        if metrics:
+            log.info("validation perplexity before fine-tuning %.2f", base_ppl)
     model.train()
     tokens_per_step = per_step * config.block_size
+    train_started = time.perf_counter()
     window_start, window_steps, last_push, loss_sum = time.perf_counter(), 0, 0.0, torch.zeros(1, device=device)
     steps = range(step, max_steps)
     for step in track(steps, "training", total=len(steps), unit="step") if rank == 0 else steps:
@@ -421,6 +455,7 @@ def _run_worker(config: TrainConfig) -> dict | None:
         if done % config.checkpoint_every == 0 or done == max_steps:
             save_checkpoint(done, position)
 
+    train_seconds = time.perf_counter() - train_started  # this run's steps (after a resume: the rest)
     ppl = evaluate()
     result = None
     if rank == 0:
@@ -430,9 +465,17 @@ def _run_worker(config: TrainConfig) -> dict | None:
         metrics.items.inc(max_steps * tokens_per_step)
         metrics.last_success.set(time.time())
         metrics.push()
-        log.info("validation perplexity %.2f (unigram baseline %.2f)", ppl, unigram)
-        result = {"arch": config.arch, "preset": config.preset, "base_model": "" if config.preset else config.base_model,
+        word_ppl = per_word(ppl, len(valid_ids), valid_words)
+        log.info("validation perplexity %.2f per token, %.1f per word (unigram baseline %.2f per token)", ppl,
+                 word_ppl, unigram)
+        base_model = {"tiny": "", "smollm2": "SmolLM2-135M-Instruct"}.get(config.preset, config.base_model)
+        result = {"arch": config.arch, "preset": config.preset, "base_model": base_model if config.pretrained else "",
                   "val_perplexity": ppl, "unigram_perplexity": unigram, "steps": max_steps,
+                  "val_word_perplexity": word_ppl,
+                  "unigram_word_perplexity": per_word(unigram, len(valid_ids), valid_words),
+                  "base_val_perplexity": base_ppl,
+                  "base_val_word_perplexity": per_word(base_ppl, len(valid_ids), valid_words) if base_ppl else None,
+                  "valid_words": valid_words, "train_seconds": train_seconds,
                   "resumed_from_step": state.get("step"), "world_size": world, "device": str(device),
                   "parameters": sum(p.numel() for p in raw_model.parameters()),
                   "train_tokens": len(train_ids), "valid_tokens": len(valid_ids),

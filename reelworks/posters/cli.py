@@ -39,12 +39,17 @@ def prep(labels: str = typer.Option(..., help="Label CSV: MovieGenre.csv (URLs) 
 @app.command()
 def train(data: str = typer.Option(..., help="A `posters prep` output."),
           output: str = typer.Option(..., help="Model folder (model.keras + model_card.json)."),
-          arch: str = typer.Option("posters_cnn", help="posters_cnn (the original), small_cnn, mobilenet_v3_small "
-                                                          "or efficientnet_b0."),
+          arch: str = typer.Option("efficientnet_lite", help="efficientnet_lite (ImageNet features, the default), "
+                                   "or from scratch: posters_cnn (the original), small_cnn, mobilenet_v3_small, "
+                                   "efficientnet_b0."),
           epochs: int = typer.Option(10), batch_size: int = typer.Option(32, help="Per GPU."),
           learning_rate: float = typer.Option(1e-3), dense_units: int = typer.Option(512),
           dropout: float = typer.Option(0.25), augment: str = typer.Option("flip", help="none, flip or light."),
-          weights: Optional[str] = typer.Option(None, help="Backbone weights (.keras/.h5, local or s3://)."),
+          weights: Optional[str] = typer.Option(None, help="Backbone weights. efficientnet_lite: efficientnet-lite0 "
+                                                 "(packaged, the default) to -lite4, a .safetensors/.pth file, a folder, "
+                                                 "s3:// prefix or Hub id (timm layout); the others: .keras/.h5."),
+          fine_tune: bool = typer.Option(False, help="efficientnet_lite: train the backbone too (default: frozen "
+                                         "features, computed once; only the head trains)."),
           balance: bool = typer.Option(True, help="Weight positives of rare genres (pos_weight)."),
           patience: int = typer.Option(0, help="Early stopping patience in epochs (0: off)."),
           seed: int = typer.Option(0),
@@ -59,7 +64,7 @@ def train(data: str = typer.Option(..., help="A `posters prep` output."),
 
     args = dict(arch=arch, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                 dense_units=dense_units, dropout=dropout, augment=augment, weights=weights, balance=balance,
-                patience=patience, seed=seed, resume=resume, thresholds=thresholds)
+                patience=patience, seed=seed, resume=resume, thresholds=thresholds, fine_tune=fine_tune)
     if workers > 1:
         launch_tfjob(data, output, workers=workers, gpus_per_worker=gpus_per_worker, **args)
         typer.echo(f"TFJob of {workers} workers finished -> {output}")
@@ -159,6 +164,8 @@ def from_plots(queue: str = typer.Option(..., help="The tweet queue (JSON Lines)
 
     result = posters_from_plots(queue, output, model=model, kind=kind, classifier=classifier, limit=limit,
                                 steps=steps, guidance=guidance, seed=seed, batch_size=batch_size)
-    typer.echo(f"{result['rendered']} poster(s) ({result['prompt_source']} prompts), "
+    fallbacks = f", {result['template_fallbacks']} from the template: the LLM failed" \
+        if result.get("template_fallbacks") else ""
+    typer.echo(f"{result['rendered']} poster(s) ({result['prompt_source']} prompts{fallbacks}), "
                f"{result['already_with_image']} already had one, {result['dropped']['no_plot']} without a plot "
                f"-> {beside(queue, 'posters')}; report in {output}")

@@ -4,23 +4,29 @@ For each item: a visual prompt from its title, plot and genres (the LLM when one
 configured, else a fixed template; cut to CLIP's 77 tokens) and a negative prompt; a 2:3
 portrait rendered by a Stable Diffusion pipeline (`reelworks.diffusion`: "tiny", a Hub id, a
 folder or an s3:// prefix), seeded per item; the title set onto it with PIL; optionally the
-genre classifier's reading of the finished poster. The poster is saved beside the queue
-(`<queue folder>/posters/<id>.png`) and its URI (s3://, or an absolute path: the tweeter may
-run from another directory) written into the item's `image` field with a compare-and-swap
-(`queue.set_images`), so plots appended meanwhile are kept.
+genre classifier's reading of the finished poster.
+
+Every prompt is written before the pipeline is loaded (the LLM's answers a few at a time), so
+the GPU never waits on the LLM; an item whose LLM call fails gets the template prompt (its
+record says why, `reelworks_posters_template_fallbacks_total` counts it) and the run goes on.
+Sizes are the model's trained portrait shapes: SD 1.5 512x768, SDXL its 832x1216 bucket.
+Rendering goes through `diffusion.text_to_image`; each finished batch is titled, saved beside
+the queue (`<queue folder>/posters/<id>.png`) and its URI (s3://, or an absolute path: the
+tweeter may run from another directory) written into the item's `image` field with a
+compare-and-swap (`queue.set_images`), so plots appended meanwhile are kept.
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
 from reelworks import diffusion, storage
 from reelworks.errors import ReelworksError
+from reelworks.media import png_bytes
 from reelworks.metrics import job_metrics
-from reelworks.progress import track
 from reelworks.reports import Report
 from reelworks.tweeter.queue import POSTERS_FOLDER, QueueItem, read_queue, set_images
 
@@ -61,6 +67,11 @@ PROMPT_SCHEMA = {"type": "object", "properties": {"prompt": {"type": "string", "
                                                   "negative_prompt": {"type": "string", "maxLength": 300}},
                  "required": ["prompt", "negative_prompt"]}
 GALLERY_WIDTH = 192
+LLM_THREADS = 4  # prompts asked for at once: servers batch parallel requests, and none waits on the GPU
+# SDXL was fine-tuned on ~1 megapixel aspect-ratio buckets (the SDXL paper); this one is the
+# nearest to 2:3. Sizes off the buckets (1024x1536) leave what it learned: doubled subjects.
+SDXL_PORTRAIT_BUCKET = (832, 1216)
+SDXL_NATIVE = 1024
 
 
 def template_prompt(item: QueueItem) -> tuple[str, str]:
@@ -81,6 +92,44 @@ def llm_prompt(client, item: QueueItem) -> tuple[str, str]:
                           {"role": "user", "content": f"Title: {item.title}\nGenres: {genres}\nPlot: {item.plot}"}],
                          PROMPT_SCHEMA, name="poster_prompt", max_tokens=256)
     return str(answer["prompt"]).strip(), str(answer["negative_prompt"]).strip() or NEGATIVE_PROMPT
+
+
+def poster_prompts(items: list[QueueItem], client, metrics) -> list[dict]:
+    """Each item's {"prompt", "negative_prompt", "prompt_source"} (plus "prompt_fallback", the
+    reason, when the LLM failed for it and the template stepped in), all before any rendering.
+    The first LLM call goes alone (it settles the server's model and JSON mode), the rest
+    LLM_THREADS at a time; an endpoint that cannot be reached is not asked again."""
+    from reelworks.llm import LLMError
+
+    fallbacks = metrics.counter("reelworks_posters_template_fallbacks_total",
+                                "Posters whose prompt came from the template because the LLM failed for them")
+    unreachable: list[str] = []
+
+    def one(item: QueueItem) -> dict:
+        if client is not None and not unreachable:
+            try:
+                prompt, negative = llm_prompt(client, item)
+                return {"prompt": prompt, "negative_prompt": negative, "prompt_source": "llm"}
+            except LLMError as exc:
+                reason = str(exc)
+                if getattr(exc, "unreachable", False):
+                    unreachable.append(reason)
+                log.warning("poster prompt for %s (%r): the LLM failed (%s); using the template prompt",
+                            item.id, item.title[:60], reason)
+        elif client is not None:
+            reason = f"not asked: the LLM endpoint was unreachable ({unreachable[0]})"
+        prompt, negative = template_prompt(item)
+        record = {"prompt": prompt, "negative_prompt": negative, "prompt_source": "template"}
+        if client is not None:
+            record["prompt_fallback"] = reason
+            fallbacks.inc()
+        return record
+
+    if client is None or not items:
+        return [one(item) for item in items]
+    first = one(items[0])
+    with ThreadPoolExecutor(LLM_THREADS) as pool:
+        return [first, *pool.map(one, items[1:])]
 
 
 def llm_client():
@@ -108,17 +157,20 @@ def beside(queue: str, *parts: str) -> str:
 
 
 def portrait_size(pipe) -> tuple[int, int]:
-    """(width, height) at 2:3 from the model's native square size (tiny: 64x96, SD 1.5: 512x768)."""
+    """(width, height) of a portrait the pipeline was trained to paint (tiny sd: 64x96)."""
     native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+    return portrait_size_of(native, sdxl=hasattr(pipe, "text_encoder_2"))
+
+
+def portrait_size_of(native: int, sdxl: bool = False) -> tuple[int, int]:
+    """A 2:3-ish portrait from a model's native square side: SDXL's trained bucket (832x1216 at
+    its native 1024, scaled for smaller test models), else the native width and 1.5 times it
+    (SD 1.5: 512x768), both multiples of 8."""
+    if sdxl:
+        width, height = (max(8, round(side * native / SDXL_NATIVE / 8) * 8) for side in SDXL_PORTRAIT_BUCKET)
+        return width, height
     width = max(8, native // 8 * 8)
-    height = round(width * 3 / 2 / 8) * 8
-    return width, height
-
-
-def _png(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return width, round(width * 3 / 2 / 8) * 8
 
 
 def posters_from_plots(queue: str, output: str, *, model: str = "tiny", kind: str = "sd",
@@ -152,50 +204,36 @@ def posters_from_plots(queue: str, output: str, *, model: str = "tiny", kind: st
         records: list[dict] = []
         started = time.time()
         if todo:
+            # Prompts first: the pipeline (and its GPU) is not even loaded while the LLM writes.
+            prompts = poster_prompts(todo, client, metrics)
             pipe = diffusion.load(model, kind, device=device)
             width, height = portrait_size(pipe)
-            dev = str(pipe.device) if hasattr(pipe, "device") else "cpu"
-            bar = track(None, "posters", total=len(todo), unit="poster")
+            for item, prompt in zip(todo, prompts):
+                prompt["prompt"] = diffusion.fit_prompt(pipe.tokenizer, prompt["prompt"])
+                prompt["negative_prompt"] = diffusion.fit_prompt(pipe.tokenizer, prompt["negative_prompt"])
+                records.append({"id": item.id, "title": item.title, "plot": item.plot, "genres": item.genres,
+                                **prompt, "seed": item_seed(item, seed), "model": model, "steps": steps,
+                                "size": [width, height]})
 
-            def render(batch: list[tuple[QueueItem, int]]) -> list[dict]:
-                """Posters for (item, reroll) pairs; one the safety checker blacked out comes back
-                as {"flagged": True}, unwritten (run_batched makes it again from the next seed)."""
-                items = [item for item, _ in batch]
-                prompts = [llm_prompt(client, item) if client is not None else template_prompt(item)
-                           for item in items]
-                positive = [diffusion.fit_prompt(pipe.tokenizer, p) for p, _ in prompts]
-                negative = [diffusion.fit_prompt(pipe.tokenizer, n) for _, n in prompts]
-                seeds = [item_seed(item, seed) + reroll for item, reroll in batch]
-                generated = pipe(prompt=positive, negative_prompt=negative, height=height, width=width,
-                                 num_inference_steps=steps, guidance_scale=guidance,
-                                 generator=diffusion.generators(seeds, "cpu" if dev == "cpu" else dev),
-                                 output_type="pil")
-                flags = diffusion.nsfw_flags(generated, len(batch))
-                out = []
-                for item, raw, prompt, neg, item_seed_, flagged in zip(items, generated.images, positive, negative,
-                                                                       seeds, flags):
-                    if flagged:
-                        out.append({"id": item.id, "flagged": True})
-                        continue
-                    poster_uri = storage.absolute(beside(queue, POSTERS_FOLDER, f"{item.id}.png"))
-                    raw_uri = storage.join(output, "raw", f"{item.id}.png")
-                    storage.write_bytes(raw_uri, _png(raw))
-                    storage.write_bytes(poster_uri, _png(set_title(raw, item.title)))
-                    out.append({"id": item.id, "title": item.title, "plot": item.plot, "genres": item.genres,
-                                "prompt": prompt, "negative_prompt": neg, "prompt_source": source,
-                                "seed": item_seed_, "model": model, "steps": steps, "size": [width, height],
-                                "image": poster_uri, "raw": raw_uri})
-                # Attach this batch's posters now: a crash later keeps what is done.
-                done = [r for r in out if not r.get("flagged")]
-                set_images(queue, {r["id"]: r["image"] for r in done})
-                metrics.items.inc(len(done))
-                bar.update(len(done))
-                return out
+            def attach(indices: list[int], images: list) -> None:
+                """Title, save and attach a finished batch now: a crash later keeps what is done."""
+                from PIL import Image
 
-            records = diffusion.run_batched(render, [(item, 0) for item in todo], batch_size,
-                                            flagged=lambda record: record.get("flagged", False),
-                                            reroll=lambda pair, attempt: (pair[0], attempt))
-            bar.close()
+                for index, pixels in zip(indices, images):
+                    record, raw = records[index], Image.fromarray(pixels)
+                    record["image"] = storage.absolute(beside(queue, POSTERS_FOLDER, f"{record['id']}.png"))
+                    record["raw"] = storage.join(output, "raw", f"{record['id']}.png")
+                    storage.write_bytes(record["raw"], png_bytes(raw))
+                    storage.write_bytes(record["image"], png_bytes(set_title(raw, record["title"])))
+                set_images(queue, {records[i]["id"]: records[i]["image"] for i in indices})
+                metrics.items.inc(len(indices))
+
+            # The seed recorded is the item's own: a poster the safety checker blacked out is
+            # drawn again from seed + 1, + 2, ... (the same every run).
+            diffusion.text_to_image(pipe, [r["prompt"] for r in records], [r["seed"] for r in records],
+                                    negative_prompts=[r["negative_prompt"] for r in records], height=height,
+                                    width=width, steps=steps, guidance=guidance, batch_size=batch_size,
+                                    on_batch=attach, desc="posters")
         elapsed = time.time() - started
         if classifier and records:
             from reelworks.posters.predict import predict
@@ -205,11 +243,13 @@ def posters_from_plots(queue: str, output: str, *, model: str = "tiny", kind: st
                 record["classifier_top"] = result.get("top", [])
         if client is not None and hasattr(client, "save_transcript"):
             client.save_transcript(storage.join(output, "llm_transcript.json"))
+        fallbacks = sum(r["prompt_source"] == "template" for r in records) if client is not None else 0
         summary = {"queue": queue, "model": model, "kind": kind, "rendered": len(records),
                    "already_with_image": len(with_image), "dropped": {"no_plot": no_plot,
                                                                       "bad_line": len(read.bad_lines) - no_plot},
                    "left_for_later": len([i for i in read.items if not i.image]) - len(todo),
-                   "prompt_source": source, "classifier": classifier or "", "seconds": round(elapsed, 2)}
+                   "prompt_source": source, "template_fallbacks": fallbacks, "classifier": classifier or "",
+                   "seconds": round(elapsed, 2)}
         report = poster_report(summary, records)
         storage.write_text(storage.join(output, "posters.jsonl"),
                            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -228,6 +268,8 @@ def poster_report(summary: dict, records: list[dict], gallery: int = 24) -> Repo
     report = Report("Posters from plots")
     prompts = ("an LLM" if summary["prompt_source"] == "llm"
                else "the built-in template (no LLM endpoint configured: REELWORKS_LLM_BASE_URL)")
+    if summary.get("template_fallbacks"):
+        prompts += f" ({summary['template_fallbacks']} from the template: the LLM failed for them, see posters.jsonl)"
     report.text(f"{summary['rendered']} poster(s) rendered with {summary['model']} ({summary['kind']}), prompts by "
                 f"{prompts}; {summary['already_with_image']} queued plot(s) already had an image, "
                 f"{summary['dropped']['no_plot']} had no plot (skipped).")
@@ -254,28 +296,10 @@ def poster_report(summary: dict, records: list[dict], gallery: int = 24) -> Repo
 
 def _contact_sheet(records: list[dict], classified: bool, columns: int = 6) -> bytes:
     """The posters in a grid, each with its requested (and classified) genres beneath."""
-    from PIL import Image, ImageDraw, ImageFont
+    from reelworks.media import contact_sheet, open_image
 
-    from reelworks.media import open_image
-    from reelworks.posters.title_card import font_path
-
-    font = ImageFont.truetype(str(font_path()), 11)
-    thumb_h = GALLERY_WIDTH * 3 // 2
-    caption_h = 34 if classified else 20
-    rows = (len(records) + columns - 1) // columns
-    cols = min(columns, len(records))
-    sheet = Image.new("RGB", (cols * (GALLERY_WIDTH + 8) + 8, rows * (thumb_h + caption_h + 8) + 8), "white")
-    draw = ImageDraw.Draw(sheet)
-    for n, record in enumerate(records):
-        x = 8 + (n % columns) * (GALLERY_WIDTH + 8)
-        y = 8 + (n // columns) * (thumb_h + caption_h + 8)
-        poster = open_image(record["image"]).convert("RGB")
-        sheet.paste(poster.resize((GALLERY_WIDTH, thumb_h), Image.LANCZOS), (x, y))
-        lines = [", ".join(record["genres"]) or "-"]
-        if classified:
-            lines.append("clf: " + (", ".join(record.get("classifier_genres", [])) or "-"))
-        for k, line in enumerate(lines):
-            while line and draw.textlength(line, font=font) > GALLERY_WIDTH:
-                line = line[:-2] + "…"
-            draw.text((x, y + thumb_h + 3 + 14 * k), line, font=font, fill=(40, 40, 40))
-    return _png(sheet)
+    captions = [", ".join(r["genres"]) or "-" for r in records]
+    if classified:
+        captions = [f"{c}\nclf: {', '.join(r.get('classifier_genres', [])) or '-'}" for c, r in zip(captions, records)]
+    posters = [open_image(r["image"]).convert("RGB") for r in records]
+    return png_bytes(contact_sheet(posters, captions, columns=columns, cell=GALLERY_WIDTH, gap=8))

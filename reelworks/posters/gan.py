@@ -84,4 +84,6 @@ def build_discriminator(size: int, num_genres: int, width: int = 64) -> keras.Mo
 
 def to_uint8(images) -> np.ndarray:
     """Generator output in -1..1 -> uint8 pixels."""
-    return ((np.asarray(images, np.float32) + 1.0) * 127.5).clip(0, 255).round().astype(np.uint8)
+    from reelworks.media import to_uint8 as float_to_uint8
+
+    return float_to_uint8(images, (-1.0, 1.0))

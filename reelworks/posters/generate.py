@@ -17,6 +17,7 @@ import numpy as np
 
 from reelworks import storage
 from reelworks.errors import NotFoundError, ReelworksError
+from reelworks.media import png_bytes
 from reelworks.metrics import job_metrics
 from reelworks.posters.train_gan import CARD
 from reelworks.reports import Report
@@ -97,7 +98,7 @@ def generate(gan_uri: str, output: str, *, genres: list[str], decade: int | None
         from reelworks.imageclf.evaluation import gallery_png
 
         for i, pixels in enumerate(images):
-            storage.write_bytes(storage.join(output, "posters", f"{i:03d}.png"), _png(pixels))
+            storage.write_bytes(storage.join(output, "posters", f"{i:03d}.png"), png_bytes(pixels))
         grid = gallery_png(list(images), scores_caption, columns=min(8, n), cell_inches=1.3,
                            title=f"Generated: {label}")
         storage.write_bytes(storage.join(output, "grid.png"), grid)
@@ -157,9 +158,3 @@ def _real_scores(card: dict, clf, clf_card):
     square = tf.image.resize(pixels.astype(np.float32), (size, size), antialias=True).numpy().round().clip(0, 255)
     scores = ev.predict_arrays(clf, _to_classifier(square.astype(np.uint8), clf_card.image_spec))
     return scores, labels, list(task.classes)  # scores: the classifier's columns; labels: the dataset's
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    from reelworks.posters.images import encode_png
-
-    return encode_png(pixels)

@@ -5,8 +5,6 @@ for training and for prediction.
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
 # The original posters are 182x268; `ratio` (percent) scales both sides, as the original did.
@@ -46,11 +44,3 @@ def decode_poster(data: bytes, size: tuple[int, int], channels: int = 3) -> np.n
         image = image.resize(tuple(size), Image.Resampling.LANCZOS)
     pixels = np.asarray(image, np.uint8)
     return pixels[..., None] if channels == 1 else pixels
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
-    return buffer.getvalue()

@@ -26,7 +26,8 @@ from reelworks import storage
 from reelworks.errors import ReelworksError
 from reelworks.metrics import job_metrics
 from reelworks.posters import fetch as fetch_lib
-from reelworks.posters.images import PosterRejected, decode_poster, encode_png, size_for_ratio
+from reelworks.media import png_bytes
+from reelworks.posters.images import PosterRejected, decode_poster, size_for_ratio
 from reelworks.progress import track
 from reelworks.reports import Report
 from reelworks.settings import cache_dir
@@ -251,7 +252,9 @@ def _write(output: str, kept, classes, shape, ratio, shards, genres_spec, *, row
                         labels[row, index[genre]] = 1.0
                 rows.append({"imdbId": movie.imdb_id, "title": movie.title, "year": movie.year or "",
                              "genres": "|".join(g for g in movie.genres if g in index), "split": split})
-            names = data_lib.write_tfrecords([encode_png(p) for _, p in pairs], labels,
+            # PNG level 1: lossless like 6, 4% larger and about twice as fast (6 was 24 s of
+            # the 42 s that 4,000 posters at ratio 70 took to prepare).
+            names = data_lib.write_tfrecords([png_bytes(p, compress_level=1) for _, p in pairs], labels,
                                              [str(m.imdb_id) for m, _ in pairs], tmp / "tfrecords", split,
                                              shards=shards) if pairs else []
             manifest["splits"][split] = {"count": len(pairs), "files": [f"tfrecords/{n}" for n in names],

@@ -16,12 +16,20 @@ from reelworks.reports import Report
 
 log = logging.getLogger(__name__)
 
+DEFAULT_ARCH = "efficientnet_lite"
 
-def train(data: str, output: str, *, arch: str = "posters_cnn", epochs: int = 10, batch_size: int = 32,
+
+def train(data: str, output: str, *, arch: str = DEFAULT_ARCH, epochs: int = 10, batch_size: int = 32,
           learning_rate: float = 1e-3, dense_units: int = 512, dropout: float = 0.25, augment: str = "flip",
           weights: str | None = None, balance: bool = True, patience: int = 0, seed: int = 0,
-          steps_per_epoch: int | None = None, resume: bool = True, thresholds: str = "calibrated"):
+          steps_per_epoch: int | None = None, resume: bool = True, thresholds: str = "calibrated",
+          fine_tune: bool = False):
     """Train on `data` (a `posters prep` output) and save the model to `output`; returns (model card, report).
+
+    `arch`: `efficientnet_lite` (the default: ImageNet EfficientNet-Lite features, `weights` any
+    `reelworks.image_features` reference, default the packaged Lite0; frozen, so its features are
+    computed once and only the head trains, unless `fine_tune`), or a model trained from
+    scratch: `posters_cnn` (the original), `small_cnn`, `mobilenet_v3_small`, `efficientnet_b0`.
 
     `thresholds`: `calibrated` (the default: each genre's scores Platt-scaled on validation, then
     one threshold for the best validation micro-F1, stored as the equivalent threshold per genre;
@@ -39,6 +47,7 @@ def train(data: str, output: str, *, arch: str = "posters_cnn", epochs: int = 10
     image = spec.ImageSpec.from_dict(manifest["image"])
     config = spec.TrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                               dense_units=dense_units, dropout=dropout, augment=augment, weights=weights,
+                              freeze_backbone=arch in spec.PRETRAINED and not fine_tune,
                               patience=patience, seed=seed, steps_per_epoch=steps_per_epoch,
                               extra={"balance": balance})
     train_source = data_lib.RecordsSource(local_split_files(data, manifest, "train"), splits["train"]["count"])

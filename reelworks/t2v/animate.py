@@ -10,15 +10,32 @@ Models, named the way `diffusion.load(model, kind)` names them:
 | `wan` | Wan 2.1, one-stage text-to-video | the text | 4k+1 (the VAE's temporal ratio) | 16 |
 
 `--model` is `tiny` (the random-init preset of `--kind`, default ltx-i2v), a kind's name (its
-usual Hub pipeline), or a Hub id / local folder / s3:// prefix (`--kind` names what it is;
-for a folder it is read from `model_index.json` when not given). diffusers' TextToVideoSD and
+usual Hub pipeline; `animatediff`: Stable Diffusion 1.5 with the AnimateDiff v1.5.2 motion
+adapter, composed at load time), or a Hub id / local folder / s3:// prefix (`--kind` names
+what it is; for a folder it is read from `model_index.json` when not given). AnimateDiff needs
+no pre-saved pipeline: `motion_adapter` (Hub id, folder or s3:// prefix of a MotionAdapter)
+goes with a Stable Diffusion 1.5 `--model`. diffusers' TextToVideoSD and
 I2VGenXL are deprecated and not used.
 
+Frames come from `diffusion.video_frames`, the one video-frame path (music video uses it too).
+
+Frame rate: by default the kind's own (`diffusion.VIDEO_FPS`: SVD 7, LTX 24, Wan 16,
+AnimateDiff 8), which is also what SVD (`fps`) and LTX (`frame_rate`) are conditioned on;
+`fps` sets another, for both the conditioning and the written video.
+
 Frame counts: by default the clip has exactly `frames` frames: the model makes the next count
-it can (e.g. LTX 17 for 12) and the tail is trimmed. With `round_frames=True` the count is
-rounded to the nearest one the model can make instead, with a warning (e.g. 12 -> 9 or 13;
-no trimming: every frame is the model's). A size the model cannot make is generated at the
-next multiple up and scaled to the requested size (one warning).
+it can (e.g. LTX 17 for 12) and the tail is trimmed (one line says so). With
+`round_frames=True` the count is rounded to the nearest one the model can make instead, with
+a warning (e.g. 12 -> 9 or 13; no trimming: every frame is the model's).
+
+Nothing is squashed: an image whose aspect differs from the clip's is center-cropped
+(`image_fit="crop"`) or padded (`"pad"`) to it; a size the model cannot make is generated at
+the next multiple up and center-cropped to the requested size (one warning). The clip's
+metadata says which (`image_fit`, `frame_fit`).
+
+Model settings (`diffusion.VIDEO_SETTINGS`; given to a kind that has no such setting: one
+line): SVD's `motion_bucket_id`, `noise_aug_strength`, `decode_chunk_size`; LTX's
+`decode_timestep`, `decode_noise_scale`. The clip's metadata records the ones used.
 
 Input: an `image` output folder (images.json: id, prompt, seed, image), a folder of images, or
 one image file; one-stage kinds only need the prompts (`prompts` CSV/embed folder, or `prompt`).
@@ -31,34 +48,33 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from reelworks import diffusion, storage
+from reelworks.media import png_bytes
 from reelworks.errors import ReelworksError
 from reelworks.metrics import job_metrics
 from reelworks.progress import track
-from reelworks.t2v.export import png_bytes
 
 log = logging.getLogger(__name__)
 
 KINDS = ("svd", "ltx-i2v", "animatediff", "wan")
-IMAGE_TO_VIDEO = ("svd", "ltx-i2v")
+IMAGE_TO_VIDEO = diffusion.IMAGE_TO_VIDEO_KINDS
 DEFAULT_KIND = "ltx-i2v"
-# The usual Hub pipeline of each kind (`--model KIND`). AnimateDiff has none: its pipelines are
-# composed (a motion adapter + an SD 1.5 model); save one with save_pretrained and give the folder.
+# The usual Hub pipeline of each kind (`--model KIND`). AnimateDiff's is composed at load time:
+# an SD 1.5 base (HUB_MODELS) and a motion adapter (MOTION_ADAPTER).
 HUB_MODELS = {"svd": "stabilityai/stable-video-diffusion-img2vid-xt", "ltx-i2v": "Lightricks/LTX-Video",
-              "wan": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"}
+              "wan": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+              "animatediff": "stable-diffusion-v1-5/stable-diffusion-v1-5"}
+MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 # Sizes, frames and steps the real models were trained for; the tiny preset's are small.
 USUAL = {"svd": dict(width=1024, height=576, frames=25, steps=25, guidance=3.0),
          "ltx-i2v": dict(width=704, height=480, frames=121, steps=40, guidance=3.0),
          "animatediff": dict(width=512, height=512, frames=16, steps=25, guidance=7.5),
          "wan": dict(width=832, height=480, frames=81, steps=30, guidance=5.0)}
 TINY_STEPS = 2
-TEXT_TOKENS = {"ltx-i2v": 128, "wan": 512, "animatediff": 77}  # what the kind's text encoder takes
-ANIMATEDIFF_CONTEXT = 16  # frames AnimateDiff's motion modules were trained on; FreeNoise beyond
 NEGATIVE_PROMPT = "worst quality, inconsistent motion, blurry, jittery, distorted"
 CLASS_KINDS = {v: k for k, v in diffusion.PIPELINES.items()}
 
@@ -75,9 +91,6 @@ def resolve_model(model: str, kind: str | None = None) -> tuple[str, str]:
     if model in KINDS:
         if kind and kind != model:
             raise ReelworksError(f"--model {model} and --kind {kind} disagree")
-        if model not in HUB_MODELS:
-            raise ReelworksError(f"{model} has no single Hub pipeline: give a folder or s3:// prefix holding a "
-                                 "saved AnimateDiffPipeline (motion adapter + SD 1.5), with --kind animatediff")
         return HUB_MODELS[model], model
     if kind is None:
         kind = _kind_from_index(model)
@@ -95,63 +108,6 @@ def _kind_from_index(model: str) -> str:
             raise ReelworksError(f"{model} holds a {name or 'unknown'} pipeline, not one of "
                                  f"{', '.join(diffusion.PIPELINES[k] for k in KINDS)}")
     raise ReelworksError(f"say which kind of model {model!r} is: --kind {'|'.join(KINDS)}")
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What a loaded pipeline can make: frame counts `step*k + 1` (step 1: any), sizes in multiples."""
-
-    kind: str
-    frame_step: int
-    size_multiple: int
-
-    def valid(self, frames: int) -> bool:
-        return frames >= 1 and (frames - 1) % self.frame_step == 0
-
-
-def rules(pipe, kind: str) -> Rules:
-    """Read the frame and size rules off the pipeline itself (the tiny presets' ratios differ
-    from the real models': LTX's VAE compresses time 8x, its tiny one less)."""
-    if kind == "ltx-i2v":
-        step = pipe.vae_temporal_compression_ratio * pipe.transformer_temporal_patch_size
-        multiple = math.lcm(32, pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size)
-    elif kind == "wan":
-        step = pipe.vae_scale_factor_temporal
-        patch = pipe.transformer.config.patch_size
-        multiple = math.lcm(16, pipe.vae_scale_factor_spatial * int(patch[1]))
-    else:
-        step = 1
-        multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-    return Rules(kind, int(step), math.lcm(int(multiple), 2))  # H.264 yuv420p wants even sizes
-
-
-def plan_frames(frames: int, rule: Rules, round_frames: bool = False) -> tuple[int, int]:
-    """(frames to generate, frames to keep) for `frames` asked for.
-
-    Exact (default): the next count the model can make, trimmed to `frames`. `round_frames`:
-    the nearest count it can make (ties go up), kept whole, with a warning when it differs."""
-    if frames < 1:
-        raise ReelworksError(f"frames must be at least 1 (got {frames})")
-    if rule.valid(frames):
-        return frames, frames
-    below = (frames - 1) // rule.frame_step * rule.frame_step + 1
-    above = below + rule.frame_step
-    if not round_frames:
-        return above, frames
-    nearest = below if frames - below < above - frames and below >= 1 else above
-    log.warning("%s makes %d*k+1 frames: %d frames asked for, rounded to %d", rule.kind, rule.frame_step, frames,
-                nearest)
-    return nearest, nearest
-
-
-def plan_size(width: int, height: int, rule: Rules) -> tuple[int, int]:
-    """The size to generate at: the requested one rounded up to the model's multiple."""
-    if width < 1 or height < 1:
-        raise ReelworksError(f"size must be positive (got {width}x{height})")
-    if width % 2 or height % 2:
-        raise ReelworksError(f"width and height must be even for H.264 (got {width}x{height})")
-    up = lambda v: -(-v // rule.size_multiple) * rule.size_multiple  # noqa: E731
-    return up(width), up(height)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -217,96 +173,73 @@ def read_items(images: str | None, prompts: str | None, prompt: str | None, seed
 # --------------------------------------------------------------------------- generating
 
 
-def to_uint8(frames) -> np.ndarray:
-    """diffusers' float frames in [0, 1] (F, H, W, 3) -> uint8."""
-    return (np.clip(np.asarray(frames, dtype=np.float32), 0, 1) * 255).round().astype(np.uint8)
-
-
-def resize_frames(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    from PIL import Image
-
-    if frames.shape[1:3] == (height, width):
-        return frames
-    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.LANCZOS)) for f in frames])
-
-
-def generate_clip(pipe, kind: str, item: Item, *, frames: int, width: int, height: int, fps: float, steps: int,
-                  guidance: float, negative_prompt: str) -> np.ndarray:
-    """One clip as (frames, height, width, 3) uint8, exactly as asked (see the module doc for
-    the rules); `frames`, `width`, `height` must already be ones the model can make."""
-    import torch
-
-    generator = diffusion.generators([item.seed], "cpu")[0]
-    common = dict(num_frames=frames, height=height, width=width, num_inference_steps=steps, generator=generator,
-                  output_type="np")
-    if kind in TEXT_TOKENS:
-        text = diffusion.fit_prompt(pipe.tokenizer, item.prompt, TEXT_TOKENS[kind])
-        common.update(prompt=text, negative_prompt=negative_prompt, guidance_scale=guidance)
-    if kind == "svd":
-        out = pipe(image=item.image, fps=max(1, round(fps)), min_guidance_scale=1.0,
-                   max_guidance_scale=max(1.0, guidance), decode_chunk_size=8, **common)
-    elif kind == "ltx-i2v":
-        out = pipe(image=item.image, frame_rate=max(1, round(fps)), **common)
-    elif kind == "animatediff":
-        if frames > ANIMATEDIFF_CONTEXT:
-            pipe.enable_free_noise(context_length=ANIMATEDIFF_CONTEXT, context_stride=4)
-        elif getattr(pipe, "free_noise_enabled", False):
-            pipe.disable_free_noise()
-        out = pipe(**common)
-    else:
-        out = pipe(**common)
-    video = out.frames
-    if isinstance(video, torch.Tensor):
-        video = video.float().cpu().numpy()
-    return to_uint8(np.asarray(video)[0])
-
-
 def animate(output: str, *, images: str | None = None, prompts: str | None = None, prompt: str | None = None,
-            model: str = "tiny", kind: str | None = None, frames: int | None = None, fps: float = 8.0,
+            model: str = "tiny", kind: str | None = None, frames: int | None = None, fps: float | None = None,
             width: int | None = None, height: int | None = None, steps: int | None = None,
             guidance: float | None = None, negative_prompt: str = NEGATIVE_PROMPT, round_frames: bool = False,
             seed: int = 0, device: str | None = None, offload: bool = False, slicing: bool = False,
-            tiling: bool = False) -> dict:
-    """Animate every item (see the module doc); returns the manifest written as animate.json."""
+            tiling: bool = False, image_fit: str = "crop", motion_bucket_id: int | None = None,
+            noise_aug_strength: float | None = None, decode_chunk_size: int | None = None,
+            decode_timestep: float | None = None, decode_noise_scale: float | None = None,
+            motion_adapter: str | None = None) -> dict:
+    """Animate every item (see the module doc); returns the manifest written as animate.json.
+
+    `fps` None: the kind's own rate. The model settings left None take `diffusion.VIDEO_SETTINGS`'s."""
     source, kind = resolve_model(model, kind)
+    if motion_adapter and kind != "animatediff":
+        raise ReelworksError(f"--motion-adapter is for --kind animatediff, not {kind}")
+    if model == "animatediff":
+        motion_adapter = motion_adapter or MOTION_ADAPTER
     usual = USUAL[kind]
     frames = usual["frames"] if frames is None else frames
     width, height = width or usual["width"], height or usual["height"]
     steps = steps or (TINY_STEPS if model == "tiny" else usual["steps"])
     guidance = usual["guidance"] if guidance is None else guidance
+    fps = float(diffusion.VIDEO_FPS[kind] if fps is None else fps)
     if fps <= 0:
         raise ReelworksError(f"fps must be positive (got {fps})")
+    given = dict(motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength,
+                 decode_chunk_size=decode_chunk_size, decode_timestep=decode_timestep,
+                 decode_noise_scale=decode_noise_scale)
     # Checked before the (slow) model load; the model's own multiples come after it.
-    plan_frames(frames, Rules(kind, 1, 2))
-    plan_size(width, height, Rules(kind, 1, 2))
+    settings = diffusion.video_settings(kind, **{name: value for name, value in given.items() if value is not None})
+    if image_fit not in diffusion.FIT_MODES:
+        raise ReelworksError(f"unknown fit {image_fit!r}: expected one of {', '.join(diffusion.FIT_MODES)}")
+    diffusion.plan_frames(frames, diffusion.VideoRules(kind, 1, 2))
+    diffusion.plan_size(width, height, diffusion.VideoRules(kind, 1, 2))
     with job_metrics("t2v_animate") as m:
         items = read_items(images, prompts, prompt, seed, m)
         if kind in IMAGE_TO_VIDEO and items[0].image is None:
             raise ReelworksError(f"{kind} animates images: give --images (an `image` output or image files)")
         if kind not in IMAGE_TO_VIDEO and images:
             log.info("%s is one-stage text-to-video: the images are not used, only their prompts", kind)
-        pipe = diffusion.load(source, kind, device=device, offload=offload, slicing=slicing, tiling=tiling)
-        rule = rules(pipe, kind)
-        generate_frames, keep = plan_frames(frames, rule, round_frames)
-        gen_width, gen_height = plan_size(width, height, rule)
+        pipe = diffusion.load(source, kind, device=device, offload=offload, slicing=slicing, tiling=tiling,
+                              motion_adapter=motion_adapter)
+        rule = diffusion.video_rules(pipe, kind)
+        generate_frames, keep = diffusion.plan_frames(frames, rule, round_frames)
+        gen_width, gen_height = diffusion.plan_size(width, height, rule)
         if (gen_width, gen_height) != (width, height):
-            log.warning("%s makes sizes in multiples of %d: generating %dx%d and scaling to %dx%d", kind,
-                        rule.size_multiple, gen_width, gen_height, width, height)
+            log.warning("%s makes sizes in multiples of %d: generating %dx%d and fitting it to %dx%d (center crop, "
+                        "never squashed)", kind, rule.size_multiple, gen_width, gen_height, width, height)
         m.gauge("reelworks_t2v_frames_generated", "Frames the model generated per clip").set(generate_frames)
         clips = []
         with storage.output_dir(output) as tmp:
-            def render(batch: list[Item]) -> list[np.ndarray]:
-                return [generate_clip(pipe, kind, item, frames=generate_frames, width=gen_width, height=gen_height,
-                                      fps=fps, steps=steps, guidance=guidance, negative_prompt=negative_prompt)
-                        for item in batch]
-
             for item in track(items, f"animating ({kind})", total=len(items), unit="clip"):
-                video = diffusion.run_batched(render, [item], batch_size=1)[0]
-                if video.shape[:3] != (generate_frames, gen_height, gen_width):
-                    raise ReelworksError(f"{model} ({kind}) made {video.shape[0]} frames of {video.shape[2]}x"
-                                         f"{video.shape[1]}, not the {generate_frames} of {gen_width}x{gen_height} "
-                                         "its configuration promises")
-                video = resize_frames(video[:keep], width, height)
+                first, how = (diffusion.fit_image(item.image, gen_width, gen_height, image_fit)
+                              if kind in IMAGE_TO_VIDEO else (None, None))
+                if how in ("cropped", "padded"):
+                    log.info("clip %s: the %dx%d image %s to the clip's %dx%d", item.id, *item.image.size, how,
+                             gen_width, gen_height)
+
+                def render(batch: list[Item]) -> list[np.ndarray]:
+                    return [diffusion.video_frames(
+                        pipe, kind, image=first, prompt=entry.prompt, negative_prompt=negative_prompt,
+                        seed=entry.seed, num_frames=generate_frames, height=gen_height, width=gen_width, fps=fps,
+                        steps=steps, guidance=guidance, desc=f"clip {entry.id}", **settings) for entry in batch]
+
+                fitted = [diffusion.fit_image(frame, width, height)
+                          for frame in diffusion.run_batched(render, [item], batch_size=1)[0][:keep]]
+                video, frame_fit = [np.asarray(frame) for frame, _ in fitted], fitted[0][1]
                 names = []
                 folder = tmp / "clips" / item.id
                 folder.mkdir(parents=True, exist_ok=True)
@@ -316,16 +249,21 @@ def animate(output: str, *, images: str | None = None, prompts: str | None = Non
                     names.append(name)
                 clip = {"id": item.id, "prompt": item.prompt, "seed": item.seed, "kind": kind, "model": model,
                         "frames": len(video), "generated_frames": generate_frames, "fps": fps,
-                        "width": width, "height": height, "steps": steps, "frame_files": names}
+                        "width": width, "height": height, "steps": steps, "frame_fit": frame_fit,
+                        "settings": settings, "frame_files": names}
                 if kind in IMAGE_TO_VIDEO:
+                    # The image as the model saw it (fitted, at the generated size).
+                    clip["image_fit"] = how
                     clip["source_image"] = f"clips/{item.id}/source.png"
-                    (tmp / clip["source_image"]).write_bytes(png_bytes(np.asarray(item.image)))
+                    (tmp / clip["source_image"]).write_bytes(png_bytes(np.asarray(first)))
                 clips.append(clip)
                 m.items.inc()
-            manifest = {"kind": kind, "model": model, "frames_asked": frames, "frames": keep,
-                        "generated_frames": generate_frames, "fps": fps, "width": width, "height": height,
-                        "frame_rule": f"{rule.frame_step}k+1" if rule.frame_step > 1 else "any",
-                        "size_multiple": rule.size_multiple, "clips": clips}
+            manifest = {"kind": kind, "model": model, "motion_adapter": motion_adapter, "frames_asked": frames,
+                        "frames": keep, "generated_frames": generate_frames, "fps": fps, "width": width,
+                        "height": height,
+                        "frame_rule": rule.frame_rule, "size_multiple": rule.size_multiple, "settings": settings,
+                        "clips": clips}
             (tmp / "animate.json").write_text(json.dumps(manifest, indent=2))
-    log.info("%d clip(s) of %d frames at %dx%d (%s, %s) -> %s", len(clips), keep, width, height, kind, model, output)
+    log.info("%d clip(s) of %d frames at %dx%d, %g fps (%s, %s) -> %s", len(clips), keep, width, height, fps, kind,
+             model, output)
     return manifest

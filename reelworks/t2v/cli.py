@@ -9,8 +9,8 @@ import reelworks.t2v
 
 app = typer.Typer(help=reelworks.t2v.__doc__.split("\n\n")[0], no_args_is_help=True)
 
-ModelHelp = ("tiny (the random-init preset of --kind), svd | ltx-i2v | wan (that kind's usual Hub pipeline), "
-             "or a Hub id, local folder or s3:// prefix")
+ModelHelp = ("tiny (the random-init preset of --kind), svd | ltx-i2v | wan | animatediff (that kind's usual Hub "
+             "pipeline; animatediff: SD 1.5 + the v1.5.2 motion adapter), or a Hub id, local folder or s3:// prefix")
 
 
 @app.command()
@@ -69,7 +69,9 @@ def animate(images: Optional[str] = typer.Option(None, help="An `image` output, 
             kind: Optional[str] = typer.Option(None, help="svd, ltx-i2v, animatediff or wan (default: from --model; "
                                                           "ltx-i2v for tiny)."),
             frames: Optional[int] = typer.Option(None, help="Frames per clip (default: the kind's usual)."),
-            fps: float = typer.Option(8.0),
+            fps: Optional[float] = typer.Option(None, help="Frame rate of the clip and of the model's fps "
+                                                           "conditioning (default: the kind's own: svd 7, ltx-i2v "
+                                                           "24, wan 16, animatediff 8)."),
             round_frames: bool = typer.Option(False, "--round-frames",
                                               help="Round to the nearest frame count the model makes (warns) "
                                                    "instead of generating more and trimming."),
@@ -79,7 +81,20 @@ def animate(images: Optional[str] = typer.Option(None, help="An `image` output, 
             device: Optional[str] = typer.Option(None),
             offload: bool = typer.Option(False, help="Model CPU offload (CUDA)."),
             slicing: bool = typer.Option(False, help="Attention and VAE slicing."),
-            tiling: bool = typer.Option(False, help="Tiled VAE decoding.")) -> None:
+            tiling: bool = typer.Option(False, help="Tiled VAE decoding."),
+            image_fit: str = typer.Option("crop", help="An image of another aspect than the clip: crop (center) "
+                                                       "or pad (black bars); never squashed."),
+            motion_bucket_id: Optional[int] = typer.Option(None, help="svd: how much it moves (default 127)."),
+            noise_aug_strength: Optional[float] = typer.Option(None, help="svd: noise added to the image "
+                                                                          "(default 0.02; more: freer motion)."),
+            decode_chunk_size: Optional[int] = typer.Option(None, help="svd: frames decoded at once (default 8; "
+                                                                       "lower saves memory)."),
+            decode_timestep: Optional[float] = typer.Option(None, help="ltx-i2v: the VAE's decode timestep "
+                                                                       "(LTX 0.9.1+: 0.05)."),
+            decode_noise_scale: Optional[float] = typer.Option(None, help="ltx-i2v: the VAE's decode noise "
+                                                                          "(LTX 0.9.1+: 0.025)."),
+            motion_adapter: Optional[str] = typer.Option(None, help="animatediff: a MotionAdapter (Hub id, folder "
+                                                                    "or s3://) to run with an SD 1.5 --model.")) -> None:
     """Image-to-video (SVD, LTX) or one-stage text-to-video (AnimateDiff, Wan), exactly --frames frames."""
     from reelworks.t2v.animate import NEGATIVE_PROMPT
     from reelworks.t2v.animate import animate as run
@@ -87,9 +102,13 @@ def animate(images: Optional[str] = typer.Option(None, help="An `image` output, 
     result = run(output, images=images, prompts=prompts, prompt=prompt, model=model, kind=kind, frames=frames, fps=fps,
                  width=width, height=height, steps=steps, guidance=guidance,
                  negative_prompt=negative_prompt or NEGATIVE_PROMPT, round_frames=round_frames, seed=seed,
-                 device=device, offload=offload, slicing=slicing, tiling=tiling)
+                 device=device, offload=offload, slicing=slicing, tiling=tiling, image_fit=image_fit,
+                 motion_bucket_id=motion_bucket_id, noise_aug_strength=noise_aug_strength,
+                 decode_chunk_size=decode_chunk_size, decode_timestep=decode_timestep,
+                 decode_noise_scale=decode_noise_scale, motion_adapter=motion_adapter)
     typer.echo(f"{len(result['clips'])} clip(s) of {result['frames']} frames at {result['width']}x{result['height']} "
-               f"({result['kind']}, generated {result['generated_frames']}, rule {result['frame_rule']}) -> {output}")
+               f"({result['kind']}, generated {result['generated_frames']}, rule {result['frame_rule']}, "
+               f"{result['fps']:g} fps) -> {output}")
 
 
 @app.command()
@@ -110,7 +129,9 @@ def evaluate(clips: str = typer.Option(..., help="An `animate` output."),
              videos: str = typer.Option(..., help="Its `export` output."),
              output: str = typer.Option(..., "--output", "-o", help="Folder for the gallery report and evaluation.json."),
              prompts: Optional[str] = typer.Option(None, help="The `embed` output (nearest descriptions, embeddings)."),
-             clip_model: Optional[str] = typer.Option(None, help="CLIP for text-frame agreement: Hub id, folder or s3://."),
+             clip_model: str = typer.Option("auto", help="CLIP for text-frame agreement: auto (ViT-B/32; a tiny "
+                                                         "random-init one for tiny clips), none, or a Hub id, "
+                                                         "folder or s3:// prefix."),
              embed_model: str = typer.Option("minilm", help="Sentence encoder for the prompts' diversity."),
              device: Optional[str] = typer.Option(None)) -> None:
     """Frame count and fps, temporal consistency, prompt diversity, CLIP agreement; a gallery report."""

@@ -6,7 +6,6 @@ Input: an `animate` output folder (`animate.json` + one PNG per frame per clip).
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 
@@ -35,15 +34,6 @@ def load_frames(uri: str, clip: dict) -> list[np.ndarray]:
     from reelworks.media import open_image
 
     return [np.asarray(open_image(storage.join(uri, name)).convert("RGB")) for name in clip["frame_files"]]
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """An HxWx3 uint8 array as PNG bytes (lossless: the frames between steps are exact)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def strip_image(frames: list[np.ndarray], count: int = 8) -> np.ndarray:
@@ -83,8 +73,8 @@ def export(clips: str, output: str, *, fps: float | None = None, gif_width: int 
                 for frame in frames:
                     writer.write(frame)
             media.write_gif(str(tmp / f"{name}.gif"), frames, rate, loop=0, width=gif_width)
-            (tmp / f"{name}_strip.png").write_bytes(png_bytes(strip_image(frames, strip)))
-            (tmp / f"{name}_first.png").write_bytes(png_bytes(frames[0]))
+            (tmp / f"{name}_strip.png").write_bytes(media.png_bytes(strip_image(frames, strip)))
+            (tmp / f"{name}_first.png").write_bytes(media.png_bytes(frames[0]))
             out.append({**{k: clip[k] for k in ("id", "prompt", "seed", "kind", "model", "width", "height")
                            if k in clip},
                         "frames": len(frames), "fps": rate, "mp4": f"{name}.mp4", "gif": f"{name}.gif",

@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
-
 from reelworks import diffusion, storage
+from reelworks.media import contact_sheet, png_bytes
 from reelworks.errors import ReelworksError
 from reelworks.metrics import job_metrics
-from reelworks.progress import track
-from reelworks.t2v.export import png_bytes
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +49,13 @@ def image(output: str, *, prompts: str | None = None, prompt: str | None = None,
             if not entry["prompt"].strip():
                 m.drop("empty_prompt")
                 continue
-            text = diffusion.fit_prompt(pipe.tokenizer, entry["prompt"])
-            items.append({**entry, "seed": seed + i, "text": text})
+            items.append({**entry, "seed": seed + i, "text": diffusion.fit_prompt(pipe.tokenizer, entry["prompt"])})
         if not items:
             raise ReelworksError("every prompt is empty")
-
-        def render(batch: list[dict]) -> list[np.ndarray]:
-            out = pipe(prompt=[x["text"] for x in batch], negative_prompt=[negative_prompt] * len(batch),
-                       generator=diffusion.generators([x["seed"] for x in batch], "cpu"), height=height, width=width,
-                       num_inference_steps=steps, guidance_scale=guidance, output_type="np")
-            return [(np.clip(im, 0, 1) * 255).round().astype(np.uint8) for im in out.images]
-
-        rendered = []
-        size = len(items) if batch_size == "auto" else int(batch_size)
-        chunks = [items[i:i + max(1, size)] for i in range(0, len(items), max(1, size))]
-        for chunk in track(chunks, "rendering images", total=len(chunks), unit="batch"):
-            rendered += diffusion.run_batched(render, chunk, batch_size)
+        rendered = diffusion.text_to_image(pipe, [x["text"] for x in items], [x["seed"] for x in items],
+                                           negative_prompts=negative_prompt, height=height, width=width,
+                                           steps=steps, guidance=guidance, batch_size=batch_size,
+                                           desc="rendering images")
         records = []
         with storage.output_dir(output) as tmp:
             (tmp / "images").mkdir()
@@ -78,21 +66,9 @@ def image(output: str, *, prompts: str | None = None, prompt: str | None = None,
                                 "truncated": item["text"] != item["prompt"],
                                 **{k: item[k] for k in ("imdbid", "videoid", "nearest") if k in item}})
                 m.items.inc()
-            (tmp / "contact_sheet.png").write_bytes(png_bytes(contact_sheet(rendered)))
+            (tmp / "contact_sheet.png").write_bytes(png_bytes(contact_sheet(rendered, columns=8)))
             manifest = {"model": model, "kind": kind, "width": width, "height": height, "steps": steps,
                         "guidance": guidance, "negative_prompt": negative_prompt, "images": records}
             (tmp / "images.json").write_text(json.dumps(manifest, indent=2))
     log.info("%d image(s) at %dx%d -> %s", len(records), width, height, output)
     return manifest
-
-
-def contact_sheet(images: list[np.ndarray], columns: int = 8) -> np.ndarray:
-    """Images in a grid (rows of `columns`), white gaps between them."""
-    h, w = images[0].shape[:2]
-    rows = -(-len(images) // columns)
-    cols = min(columns, len(images))
-    sheet = np.full((rows * (h + 2) - 2, cols * (w + 2) - 2, 3), 255, np.uint8)
-    for i, im in enumerate(images):
-        r, c = divmod(i, columns)
-        sheet[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = im
-    return sheet

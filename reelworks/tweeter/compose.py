@@ -150,3 +150,16 @@ def compose(item: QueueItem, *, limit: int = MAX_WEIGHTED_LENGTH, max_hashtags: 
         if not is_valid(text):
             return Composition(skipped="X would reject the text (invalid characters)")
     return Composition(texts=texts)
+
+
+MAX_ALT_TEXT = 1000  # X's limit for an image's alt text (POST /2/media/metadata)
+
+
+def alt_text(title: str, genres: list[str]) -> str:
+    """What a screen reader says for the plot's poster: its title and genres (nothing escaped,
+    invisible characters dropped), within X's 1000 characters."""
+    title = " ".join(strip_invisible(title).split()) or "an untitled film"
+    kinds = [" ".join(strip_invisible(str(g)).split()) for g in genres]
+    kinds = [k for k in kinds if k]
+    text = f"Movie poster for {title}" + (f", a {', '.join(kinds)} film" if kinds else "") + "."
+    return text if len(text) <= MAX_ALT_TEXT else text[:MAX_ALT_TEXT - 1].rstrip() + "…"

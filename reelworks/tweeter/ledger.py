@@ -43,6 +43,7 @@ class Claim:
     image: str | None = None
     title: str = ""
     first_claimed_at: float = 0.0  # the plot's first claim: reconciliation searches X from here
+    alt_text: str = ""  # the image's description for screen readers (compose.alt_text)
 
     def __post_init__(self):
         self.first_claimed_at = self.first_claimed_at or self.claimed_at
@@ -51,14 +52,15 @@ class Claim:
         return json.dumps({"plot_id": self.plot_id, "attempt": self.attempt, "owner": self.owner,
                            "claimed_at": self.claimed_at, "claimed_at_iso": iso(self.claimed_at),
                            "texts": self.texts, "image": self.image, "title": self.title,
-                           "first_claimed_at": self.first_claimed_at},
+                           "first_claimed_at": self.first_claimed_at, "alt_text": self.alt_text},
                           ensure_ascii=False, indent=1)
 
     @classmethod
     def from_json(cls, data: dict) -> "Claim":
         return cls(plot_id=data["plot_id"], attempt=int(data["attempt"]), owner=data["owner"],
                    claimed_at=float(data["claimed_at"]), texts=list(data["texts"]), image=data.get("image"),
-                   title=data.get("title", ""), first_claimed_at=float(data.get("first_claimed_at", 0)))
+                   title=data.get("title", ""), first_claimed_at=float(data.get("first_claimed_at", 0)),
+                   alt_text=str(data.get("alt_text", "")))
 
 
 @dataclass

@@ -4,8 +4,10 @@
 this account and a ledger of its own (`<outbox>/ledger`), so repeated dry runs walk through
 the queue while the real ledger stays untouched and no credentials are needed:
 
-    <outbox>/tweets/<plot id>-<n>.json   {"text": ..., "reply_to": ..., "image": [URI], "image_source": [URI], ...}
-    <outbox>/tweets/<plot id>-<n>.png    the image the tweet carries: a copy of the plot's image
+    <outbox>/tweets/<plot id>-<n>.json   {"text": ..., "reply_to": ..., "image": [URI], "image_source": [URI],
+                                          "alt_text": [text], ...}
+    <outbox>/tweets/<plot id>-<n>.png    the image the tweet carries: what X would get (.jpg when a
+                                         poster over 5 MB was re-encoded)
     <outbox>/ledger/...                  the dry-run ledger
 
 Each tweet object is created once, so posting the same part twice is a `Duplicate`, just
@@ -25,7 +27,7 @@ class OutboxAccount:
     def __init__(self, uri: str, clock=time.time):
         self.uri = uri.rstrip("/")
         self.clock = clock
-        self._media: dict[str, tuple[str, bytes]] = {}  # media id -> (source URI, bytes)
+        self._media: dict[str, tuple[str, str, bytes, str | None]] = {}  # media id -> (source URI, name, bytes, alt)
 
     @property
     def tweets_uri(self) -> str:
@@ -46,16 +48,17 @@ class OutboxAccount:
         if storage.exists(record_uri):
             raise Duplicate(f"outbox already holds {name}")
         # The image goes in beside the record, before it: a record never names a missing image.
-        images, sources = [], []
+        images, sources, alts = [], [], []
         for k, media_id in enumerate(media_ids or []):
-            source, data = self._media[media_id]
-            suffix = PurePosixPath(source).suffix.lower() or ".bin"
+            source, file_name, data, alt = self._media[media_id]
+            suffix = PurePosixPath(file_name).suffix.lower() or ".bin"
             image_uri = storage.join(self.tweets_uri, f"{name}{'' if k == 0 else f'-{k}'}{suffix}")
             storage.write_bytes(image_uri, data)
             images.append(image_uri)
             sources.append(source)
+            alts.append(alt)
         record = {"id": tweet_id, "text": text, "reply_to": reply_to, "image": images or None,
-                  "image_source": sources or None,
+                  "image_source": sources or None, "alt_text": alts or None,
                   "plot_id": plot_id, "part": part, "weighted_length": None, "at": self.clock()}
         from reelworks.tweeter.text import weighted_length
 
@@ -76,7 +79,8 @@ class OutboxAccount:
                     found[text] = record["id"]
         return found
 
-    def upload_image(self, data: bytes, source: str) -> str:
+    def upload_image(self, data: bytes, source: str, *, name: str | None = None,
+                     alt_text: str | None = None) -> str:
         media_id = f"dry-run-media-{len(self._media)}"
-        self._media[media_id] = (source, data)
+        self._media[media_id] = (source, name or PurePosixPath(source).name, data, alt_text)
         return media_id

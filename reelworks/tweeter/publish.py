@@ -21,7 +21,10 @@ then exit 75 leaving the claim for the next run to reconcile. A plot whose image
 uploaded posts nothing and stays queued (claim released): exit 2 when the image is missing or
 refused (unless `allow_no_image`: then its text goes alone), 75 when X is failing. Only images
 under the posters folder beside the queue (where `posters from-plots` writes them), real PNG or
-JPEG files within X's 5 MB, are ever read for upload: anything else is refused the same way.
+JPEG files, are ever read for upload: anything else is refused the same way. X takes images of
+at most 5 MB: a bigger poster is sent as a JPEG, its quality stepped down until it fits (one
+log line says so), and refused when even the lowest does not. The image carries alt text (the
+poster's title and genres) for screen readers.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ from typing import Callable
 from reelworks import storage
 from reelworks.errors import NotFoundError, ReelworksError
 from reelworks.metrics import JobMetrics, job_metrics
-from reelworks.tweeter.compose import OVERFLOW_CHOICES, compose
+from reelworks.tweeter.compose import OVERFLOW_CHOICES, alt_text, compose
 from reelworks.tweeter.ledger import SAFE_PLOT_ID, Claim, Ledger, PlotRecord, claim_is_stale
 from reelworks.tweeter.outbox import OutboxAccount
 from reelworks.tweeter.queue import POSTERS_FOLDER, QueueItem, read_queue
@@ -54,6 +57,8 @@ EXIT_TRY_LATER = 75  # EX_TEMPFAIL: the plot is still queued, a later run will p
 LOOKBACK_SECONDS = 600  # search X from this long before a claim (clock skew between pods)
 IMAGE_FORMATS = ("PNG", "JPEG")  # what posters are; X takes these as tweet images
 MAX_IMAGE_BYTES = 5 * 2**20  # X's limit for an uploaded image
+# JPEG qualities tried, in turn, for a poster over MAX_IMAGE_BYTES (below 60 the blocks show).
+JPEG_QUALITIES = (92, 85, 75, 60)
 MAX_NOT_BEFORE_SECONDS = 24 * 3600
 
 
@@ -126,11 +131,11 @@ def sibling(queue_uri: str, name: str) -> str:
     return storage.join(base, name)
 
 
-def read_poster(image: str, queue_uri: str) -> bytes:
-    """The bytes of a queued plot's image, for upload. A queue line can name any URI (say
-    /proc/self/environ, whose bytes would go to X), so only a real PNG or JPEG of at most 5 MB
-    under the posters folder beside the queue is read: `ImageRefused` (one line) otherwise,
-    `NotFoundError` when it is not there."""
+def read_poster(image: str, queue_uri: str) -> tuple[bytes, str]:
+    """(bytes to upload, their file name) for a queued plot's image. A queue line can name any
+    URI (say /proc/self/environ, whose bytes would go to X), so only a real PNG or JPEG under the
+    posters folder beside the queue is read: `ImageRefused` (one line) otherwise, `NotFoundError`
+    when it is not there. One over X's 5 MB comes back re-encoded as JPEG (`fit_for_x`)."""
     from reelworks.media import ImageRefused, open_image
 
     posters = sibling(queue_uri, POSTERS_FOLDER)
@@ -143,10 +148,25 @@ def read_poster(image: str, queue_uri: str) -> bytes:
         raise ImageRefused(shown, "outside", f"outside {posters}, where posters are kept "
                                              "(`posters from-plots` writes them there)")
     data = storage.read_bytes(image)
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ImageRefused(shown, "too_large", f"{len(data):,} bytes, over X's {MAX_IMAGE_BYTES:,} byte limit")
-    open_image(data, shown, formats=IMAGE_FORMATS)  # decodes it: a real image, within the pixel cap
-    return data
+    picture = open_image(data, shown, formats=IMAGE_FORMATS)  # decodes it: a real image, within the pixel cap
+    name = PurePosixPath(image).name or "poster.png"
+    if len(data) <= MAX_IMAGE_BYTES:
+        return data, name
+    return fit_for_x(picture, len(data), shown), f"{PurePosixPath(name).stem}.jpg"
+
+
+def fit_for_x(picture, size: int, shown: str) -> bytes:
+    """`picture` (a decoded poster of `size` bytes, over X's limit) as the best JPEG within it."""
+    from reelworks.media import ImageRefused, jpeg_bytes
+
+    for quality in JPEG_QUALITIES:
+        data = jpeg_bytes(picture, quality)
+        if len(data) <= MAX_IMAGE_BYTES:
+            log.warning("image %s is %s bytes, over X's %s byte limit: uploading it as a JPEG of quality %d "
+                        "(%s bytes)", shown, f"{size:,}", f"{MAX_IMAGE_BYTES:,}", quality, f"{len(data):,}")
+            return data
+    raise ImageRefused(shown, "too_large", f"{size:,} bytes, over X's {MAX_IMAGE_BYTES:,} byte limit even as a "
+                                           f"JPEG of quality {JPEG_QUALITIES[-1]} ({len(data):,} bytes)")
 
 
 def parse_not_before(text: str, now: float | None = None) -> float:
@@ -397,7 +417,8 @@ class Publisher:
             if item.id in records and records[item.id].claims:
                 continue  # unconfirmed claim we could not resume (e.g. rejected); never re-claim
             self._verify()
-            claim = Claim(item.id, 1, self.owner, self.clock(), composition.texts, item.image, item.title)
+            claim = Claim(item.id, 1, self.owner, self.clock(), composition.texts, item.image, item.title,
+                          alt_text=alt_text(item.title, item.genres) if item.image else "")
             if not self.ledger.try_claim(claim):
                 raise _Busy(f"plot {item.id} was just claimed by another publisher; nothing to do")
             if self._post(claim):
@@ -439,7 +460,7 @@ class Publisher:
             log.info("plot %s was already on X (tweet %s): confirmed", record.plot_id, parts.get(0))
             return False
         takeover = Claim(record.plot_id, attempt + 1, self.owner, self.clock(), claim.texts, claim.image,
-                         claim.title, first_claimed_at=claim.first_claimed_at)
+                         claim.title, first_claimed_at=claim.first_claimed_at, alt_text=claim.alt_text)
         if not self.ledger.try_claim(takeover):
             raise _Busy(f"another publisher took over plot {record.plot_id}; nothing to do")
         log.info("taking over plot %s (claim %d; %d of %d tweets already on X)", record.plot_id,
@@ -490,7 +511,7 @@ class Publisher:
         from reelworks.media import ImageRefused
 
         try:
-            data = read_poster(claim.image, self.queue_uri)
+            data, name = read_poster(claim.image, self.queue_uri)
         except ImageRefused as exc:
             return self._without_image(claim, "image_refused", f"image refused ({exc})",
                                        ImageUnavailable(f"plot {claim.plot_id}: image {exc}"))
@@ -498,7 +519,9 @@ class Publisher:
             return self._without_image(claim, "image_missing", f"image {claim.image} not found",
                                        ImageUnavailable(f"plot {claim.plot_id}: image {claim.image} not found"))
         try:
-            return [self._retrying(lambda: self.account().upload_image(data, claim.image), claim)]
+            alt = claim.alt_text or alt_text(claim.title, [])  # a claim from before alt text: the title alone
+            return [self._retrying(lambda: self.account().upload_image(data, claim.image, name=name, alt_text=alt),
+                                   claim)]
         except (RateLimited, AuthFailed, Transient) as exc:
             # No tweet of this claim is in flight during an upload, so it can be released.
             self._stop(claim, exc, maybe_posted=True, in_flight=False)

@@ -38,6 +38,9 @@ _LEAKY_LOGGERS = ("oauthlib", "requests_oauthlib")
 # X API v2 media upload (the v1.1 upload.twitter.com endpoint is retired).
 MEDIA_UPLOAD_PATH = "/2/media/upload"
 MEDIA_UPLOAD_URL = f"https://api.x.com{MEDIA_UPLOAD_PATH}"
+# An uploaded image's alt text: {"id": media_id, "metadata": {"alt_text": {"text": ...}}}.
+MEDIA_METADATA_PATH = "/2/media/metadata"
+MEDIA_METADATA_URL = f"https://api.x.com{MEDIA_METADATA_PATH}"
 RECENT_PAGES = 3  # up to 300 recent posts are searched when reconciling
 
 
@@ -81,7 +84,8 @@ class Account(Protocol):
 
     def find_posted(self, texts: list[str], since: float) -> dict[str, str]: ...
 
-    def upload_image(self, data: bytes, source: str) -> str: ...
+    def upload_image(self, data: bytes, source: str, *, name: str | None = None,
+                     alt_text: str | None = None) -> str: ...
 
 
 def same_text(a: str, b: str) -> bool:
@@ -284,16 +288,20 @@ class XAccount:
                 break
         return found
 
-    def upload_image(self, data: bytes, source: str) -> str:
-        """Upload an image through X's v2 media endpoint; `source` is its URI, whose name gives the type.
+    def upload_image(self, data: bytes, source: str, *, name: str | None = None,
+                     alt_text: str | None = None) -> str:
+        """Upload an image through X's v2 media endpoint, with its alt text; `source` is its URI,
+        `name` (default: the URI's) gives the type.
 
         X retired the v1.1 upload (upload.twitter.com) and tweepy has no v2 one, so this is a
         one-shot multipart POST /2/media/upload (`media` + `media_category=tweet_image`, OAuth 1.0a
-        user context) through the tweepy client's own session: same timeouts, same errors."""
+        user context) through the tweepy client's own session: same timeouts, same errors. The
+        alt text goes in POST /2/media/metadata before the tweet; X refusing it (a 4xx) costs
+        the text, not the image (one warning)."""
         import tweepy
         from requests_oauthlib import OAuth1
 
-        name = PurePosixPath(source).name or "image.png"
+        name = name or PurePosixPath(source).name or "image.png"
         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
         auth = OAuth1(*self.credentials.values())
         with self._errors(f"X POST {MEDIA_UPLOAD_PATH}"):
@@ -309,7 +317,21 @@ class XAccount:
                 media_id = None
             if not media_id:
                 raise tweepy.TwitterServerError(response)  # a 2xx without an id: treat as a server fault
+        if alt_text:
+            self._set_alt_text(str(media_id), alt_text, auth)
         return str(media_id)
+
+    def _set_alt_text(self, media_id: str, text: str, auth) -> None:
+        import tweepy
+
+        body = {"id": media_id, "metadata": {"alt_text": {"text": text}}}
+        try:
+            with self._errors(f"X POST {MEDIA_METADATA_PATH}"):
+                response = self.client.session.post(MEDIA_METADATA_URL, auth=auth, json=body)
+                if response.status_code >= 400:
+                    raise _http_error(tweepy, response)
+        except Rejected as exc:
+            log.warning("X refused the alt text of image %s (%s): it goes without one", media_id, exc)
 
 
 def _http_error(tweepy, response):

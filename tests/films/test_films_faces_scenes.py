@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from films_helpers import run_cli
 
-from reelworks.films.faces import detect_faces, face_record, find_faces
+from reelworks.films.faces import DETECTORS, detect_faces, face_record, find_faces
 from reelworks.films.frames import load_image, read_frames
 from reelworks.films.samples import dialogue_film
 from reelworks.films.scenes import find_dialogues
 
 
 def hoha_stills(shared_data, shot_type: str, count: int) -> list[np.ndarray]:
-    """Stills of one shot type on which the Haar heuristic agrees with the label, in file order."""
+    """Stills of one shot type on which the face heuristic (default detector) agrees with the label, in file order."""
     import pandas as pd
 
     root = shared_data / "shots" / "hoha"
@@ -36,13 +36,17 @@ def test_faces_on_a_labelled_mcu(shared_data):
     root = shared_data / "shots" / "hoha" / "4-MCU"
     still = sorted(root.glob("*.png"))[0]
     image = load_image(str(still))
-    faces = find_faces(image)
-    assert faces, "the Haar cascade finds the face of this MCU"
     box = ET.parse(still.with_suffix(".xml")).find("object[name='face']/bndbox")
     x0, y0, x1, y1 = (int(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax"))
-    f = faces[0]
-    cx, cy = f.x + f.w / 2, f.y + f.h / 2
-    assert x0 <= cx <= x1 and y0 <= cy <= y1  # the detection sits inside the labelled face box
+    for detector in DETECTORS:
+        faces = find_faces(image, detector=detector)
+        assert faces, f"{detector} finds the face of this MCU"
+        f = faces[0]
+        cx, cy = f.x + f.w / 2, f.y + f.h / 2
+        assert x0 <= cx <= x1 and y0 <= cy <= y1, detector  # the detection sits inside the labelled face box
+        record = face_record(image, detector=detector)
+        assert record["detector"] == detector and record["face_height"] == pytest.approx(faces[0].h / image.shape[0],
+                                                                                         abs=1e-4)
 
 
 def test_dialogue_logic():
@@ -116,6 +120,9 @@ def test_a_film_with_no_faces_gives_an_empty_valid_report(synthetic_films, tmp_p
 def test_bad_frame_folders(tmp_path):
     code, text = run_cli("films", "faces", "-f", str(tmp_path / "nothing"), "-o", str(tmp_path / "out"))
     assert code == 2 and "manifest.jsonl" in text
+    code, text = run_cli("films", "faces", "-f", str(tmp_path / "nothing"), "-o", str(tmp_path / "out"),
+                         "--face-detector", "dlib")
+    assert code == 2 and "unknown face detector 'dlib'" in text and "Traceback" not in text
     (tmp_path / "frames").mkdir()
     (tmp_path / "frames" / "manifest.jsonl").write_text("")
     assert detect_faces(str(tmp_path / "frames"), str(tmp_path / "faces")) == []

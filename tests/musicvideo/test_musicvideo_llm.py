@@ -88,7 +88,11 @@ def test_planner_llm_that_keeps_answering_invalid_json(scripted_llm, lyrics_file
     code, out = run_cli("musicvideo", "plan", "--lyrics", lyrics_file, "--output", str(tmp_path / "plan"),
                         "--rounds", "1")
     errors = [line for line in out.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(errors) == 1 and "Traceback" not in out and "JSON" in errors[0]
+    # The first call (the pitches) already fails: the answer and its one retry, both prose.
+    assert code == 2 and len(errors) == 1 and "Traceback" not in out
+    assert errors[0] == ("error: the LLM's answer for 'pitches' did not match its JSON schema after one retry: "
+                         "the answer is not JSON (no JSON object in the answer)")
+    assert len(scripted_llm.chat_requests) == 2
     assert not (tmp_path / "plan").exists()
 
 

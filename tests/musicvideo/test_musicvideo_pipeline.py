@@ -18,13 +18,14 @@ def test_pipeline_parameters_gpu_steps_and_fan_out(tmp_path):
     spec = docs[0]
     executors = spec["deploymentSpec"]["executors"]
     gpu = {name for name, e in executors.items() if e["container"].get("resources", {}).get("accelerator")}
-    assert gpu == {"exec-render-keyframes", "exec-interpolate-frames"}
+    # render-video-2: the render of the upscale > 1 branch (tests/musicvideo/test_musicvideo_output.py).
+    assert gpu == {"exec-render-keyframes", "exec-interpolate-frames", "exec-render-video-2"}
     for name in gpu:
         assert executors[name]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
     text = path.read_text()
     assert "parameterIterator" in text  # the interpolate chunks fan out over shards (ParallelFor)
-    tasks = spec["root"]["dag"]["tasks"]
-    assert "render-video" in tasks and "musicvideo-report" in tasks
+    branches = [c["dag"]["tasks"] for name, c in spec["components"].items() if name.startswith("comp-condition-")]
+    assert {"render-video", "musicvideo-report"} in [set(tasks) for tasks in branches]
 
 
 @pytest.mark.slow
@@ -49,3 +50,25 @@ def test_run_local_with_no_parameters_makes_the_demo_video(tmp_path, no_llm):
     # The run's page is a real .html file a browser opens (the KFP UI's copy is the extension-less `html`).
     (page,) = root.rglob("musicvideo-report/summary/report.html")
     assert page.read_text().startswith("<!doctype html>") and "data:image/png" in page.read_text()
+
+
+def test_aspect_and_reroll_reach_the_keyframes_and_the_walk_follows_the_rerolled_timeline(tmp_path):
+    """`reroll` goes to the keyframes step, whose timeline (with the re-rolls) the interpolate
+    tasks walk; `aspect` to both; bad values are refused before the first step."""
+    from reelworks import kubeflow
+    from reelworks.errors import ReelworksError
+
+    entry = kubeflow.get_pipeline("musicvideo")
+    assert {"aspect", "reroll"} <= set(entry.input_types())
+    kubeflow.check_inputs(entry, {"aspect": "16:9", "reroll": "3;5:seed=9:prompt=a red door"}, complete=False)
+    for bad, message in [({"aspect": "4:3"}, "parameter aspect='4:3': expected one of 1:1, 16:9, 9:16"),
+                         ({"reroll": "3:sed=1"}, "parameter reroll='3:sed=1': re-roll '3:sed=1' is not N")]:
+        with pytest.raises(ReelworksError, match=message):
+            kubeflow.check_inputs(entry, bad, complete=False)
+    spec = list(yaml.safe_load_all(kubeflow.compile_pipeline("musicvideo", tmp_path / "mv.yaml").read_text()))[0]
+    keyframes = spec["root"]["dag"]["tasks"]["render-keyframes"]["inputs"]["parameters"]
+    assert keyframes["reroll"] == {"componentInputParameter": "reroll"}
+    assert keyframes["aspect"] == {"componentInputParameter": "aspect"}
+    (loop,) = [task for name, task in spec["root"]["dag"]["tasks"].items() if name.startswith("for-loop")]
+    walked = [a["taskOutputArtifact"] for a in loop["inputs"]["artifacts"].values()]
+    assert {"outputArtifactKey": "keyframes", "producerTask": "render-keyframes"} in walked

@@ -58,19 +58,20 @@ def test_grid_segments_and_audio_slice(walk):
 
 def test_video_frame_count_equals_the_grid_and_keyframes_match(walk):
     from reelworks import media
+    from reelworks.musicvideo.interpolate import manifests
 
     tl = walk["timeline_data"]
     info = media.probe(Path(walk["video"]) / "video.mp4")
     assert info.video.frames == tl["frames"] == walk["render_result"]["frames"]
     assert info.video.codec == "h264" and info.audio.codec == "aac"
-    frames = Path(walk["frames"]) / "frames"
+    frames = {frame: uri for frame, (uri, _) in manifests([walk["frames"]]).items()}
     keyframes = json.loads((Path(walk["keyframes"]) / "keyframes.json").read_text())["keyframes"]
     for kf, segment in zip(keyframes, tl["segments"]):
         # Rendered in other batches than the keyframe: the same picture, not the same bits (tests/pictures.py).
-        first = _png(frames / f"{segment['first_frame']:06d}.png")
+        first = _png(frames[segment["first_frame"]])
         assert_same_picture(first, _png(Path(walk["keyframes"]) / kf["name"]), f"keyframe {kf}")
     for k in tl["grid"][1:-1]:  # the last frame of a segment and the first of the next differ
-        assert not np.array_equal(_png(frames / f"{k - 1:06d}.png"), _png(frames / f"{k:06d}.png")), k
+        assert not np.array_equal(_png(frames[k - 1]), _png(frames[k])), k
     assert (Path(walk["keyframes"]) / "report" / "contact_sheet.png").is_file()
 
 
@@ -82,9 +83,10 @@ def test_embeddings_move_monotonically_and_slerped_noise_keeps_its_norm(walk):
     walker, tl = walk["walker"], walk["timeline_data"]
     for segment in tl["segments"]:
         items = [(segment["a"], segment["b"], p) for p in segment["positions"]]
-        cond, _, latents = walker.inputs(items)
-        to_a = (cond - walker.cond[segment["a"]]).flatten(1).norm(dim=1)
-        to_b = (cond - walker.cond[segment["b"]]).flatten(1).norm(dim=1)
+        inputs = walker.inputs(items)
+        cond, latents, keyframe_cond = inputs["prompt_embeds"], inputs["latents"], walker.embeds["prompt_embeds"]
+        to_a = (cond - keyframe_cond[segment["a"]]).flatten(1).norm(dim=1)
+        to_b = (cond - keyframe_cond[segment["b"]]).flatten(1).norm(dim=1)
         assert torch.all(to_a[1:] >= to_a[:-1]) and torch.all(to_b[1:] <= to_b[:-1])
         na, nb = walker.noise[segment["a"]].norm(), walker.noise[segment["b"]].norm()
         t = torch.tensor(segment["positions"])
@@ -173,10 +175,11 @@ def test_slerp_option_and_bad_settings(walk):
                batch_size=1, embeddings="cubic")
     walker.embeddings = "slerp"
     try:
-        cond, _, _ = walker.inputs([(1, 2, 0.0), (1, 2, 0.5)])  # two lines (the intro has line 1's prompt)
+        cond = walker.inputs([(1, 2, 0.0), (1, 2, 0.5)])["prompt_embeds"]  # two lines (the intro has line 1's prompt)
     finally:
         walker.embeddings = "lerp"
-    assert torch.equal(cond[0], walker.cond[1]) and not torch.equal(cond[1], walker.cond[1])
+    keyframe_cond = walker.embeds["prompt_embeds"]
+    assert torch.equal(cond[0], keyframe_cond[1]) and not torch.equal(cond[1], keyframe_cond[1])
 
 
 def test_shards_split_the_chunks_and_render_merges_them(walk, song, tmp_path):
@@ -295,6 +298,8 @@ def test_a_run_with_another_chunk_size_is_not_mixed_with_the_old_one(walk, song,
     # A quarter of a run with chunks of 4 (shard 0 of 4) over the finished run with chunks of 8.
     out = interpolate(walk["timeline"], str(frames), chunk=4, shard=0, shards=4, walker=walk["walker"])
     assert out["fingerprint"] != old and out["skipped"] == []  # the chunk size is in the fingerprint
+    # ... but not in the segments' keys: every frame comes from the cache, none is rendered again.
+    assert out["frames_rendered"] == 0 and out["frames_reused"] == len(manifests([str(frames)]))
     left = [json.loads(p.read_text())["fingerprint"] for p in sorted((frames / "chunks").glob("*.json"))]
     assert old in left  # the old run's chunks 1-6 are still there ...
     ours = {f for c in out["rendered"] for f in range(4 * c, min(4 * c + 4, walk["timeline_data"]["frames"]))}

@@ -152,6 +152,9 @@ def test_curate_counts_each_reason_and_evaluation_shows_curated_plots(prepped, t
     saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert [s["title"] for s in saved["curated"]] == [t for t, _ in good]
     assert report.metrics["curation_pass_rate"] == pytest.approx(2 / 6)
+    # Both kept plots are spell-checked English; of all six, the babble one is not.
+    assert summary["english_share"] == 1.0 and summary["english_share_samples"] == pytest.approx(5 / 6)
+    assert report.metrics["curated_english_share"] == 1.0 and "100% of the curated plots are spell-checked" in md
 
 
 def test_curate_and_evaluate_the_tiny_model(samples, prepped, tiny_model, tmp_path):
@@ -159,6 +162,9 @@ def test_curate_and_evaluate_the_tiny_model(samples, prepped, tiny_model, tmp_pa
     assert summary["samples"] == 8 and sum(summary["dropped"].values()) + summary["kept"] == 8
     report = evaluate(tiny_model, str(tmp_path / "curated"), samples, str(tmp_path / "eval"), lstm_uri=None)
     assert report.metrics["gpt2_val_perplexity"] < report.metrics["unigram_val_perplexity"]
+    # Per word (what models with other tokenizers compare on): a word is more than one token here.
+    assert report.metrics["gpt2_val_word_perplexity"] > report.metrics["gpt2_val_perplexity"]
+    assert report.metrics["gpt2_train_seconds"] > 0
     md = (tmp_path / "eval" / "report.md").read_text()
     assert "unigram baseline" in md and "## Curated plots" in md and "## Raw samples (before curation)" in md
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)

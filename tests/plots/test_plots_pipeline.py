@@ -35,7 +35,8 @@ def test_local_run_on_s3_writes_every_output(movies_csv, s3_bucket):
     input_uri = f"{s3_bucket}/data/movies.csv"
     storage.upload_file(movies_csv, input_uri)
     root, queue = f"{s3_bucket}/pipeline-root", f"{s3_bucket}/plotbot/queue.jsonl"
-    params = {"input": input_uri, "max_rows": 300, "nproc": 2, "max_steps": 30, "lstm_steps": 20,
+    # The tiny preset: the pipeline's default (SmolLM2 fine-tuning) is for the cluster's GPUs.
+    params = {"input": input_uri, "preset": "tiny", "max_rows": 300, "nproc": 2, "max_steps": 30, "lstm_steps": 20,
               "block_size": 64, "batch_size": 8, "checkpoint_every": 10, "samples": 8, "queue_uri": queue}
     command = [sys.executable, "-m", "reelworks", "run", "plotbot", "--pipeline-root", root]
     for key, value in params.items():

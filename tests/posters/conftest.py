@@ -36,11 +36,11 @@ def synthetic_data(synthetic_posters, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def synthetic_model(synthetic_data, tmp_path_factory) -> str:
-    """A small classifier trained on the synthetic set (a few seconds)."""
+    """A small classifier trained from scratch on the synthetic set (a few seconds)."""
     from reelworks.posters.train import train
 
     out = str(tmp_path_factory.mktemp("model") / "model")
-    train(synthetic_data, out, epochs=6, dense_units=64, batch_size=16, augment="none")
+    train(synthetic_data, out, arch="posters_cnn", epochs=6, dense_units=64, batch_size=16, augment="none")
     return out
 
 

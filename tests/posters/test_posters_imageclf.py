@@ -128,6 +128,34 @@ def test_train_save_load_predict(kind, tmp_path):
     assert cam.shape == (32, 24) and 0 <= cam.min() and cam.max() <= 1
 
 
+def test_frozen_pretrained_backbone_trains_only_the_head(tmp_path):
+    """efficientnet_lite, frozen: features computed once, the head trained on them, the ImageNet
+    weights untouched; the saved model is whole (pixels in), with Grad-CAM on the backbone."""
+    from reelworks import image_features
+    from reelworks.imageclf import data, evaluation, spec, training
+
+    paths, classes = _images(tmp_path, n=36, size=(48, 64))
+    task, labels = spec.Task("multilabel", ("r", "g", "b")), np.eye(3, dtype=np.float32)[classes]
+    image = spec.ImageSpec(64, 48, 3)
+    config = spec.TrainConfig(arch="efficientnet_lite", freeze_backbone=True, epochs=3, batch_size=8,
+                              learning_rate=1e-2)
+    result = training.train(data.FilesSource(paths[:24], labels[:24]), data.FilesSource(paths[24:], labels[24:]),
+                            task=task, image=image, config=config, output_uri=str(tmp_path / "model"))
+    model, card = training.load(str(tmp_path / "model"))
+    state = image_features.load_state_dict()
+    np.testing.assert_array_equal(model.get_layer("head_conv").get_weights()[0],
+                                  state["_conv_head.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(model.get_layer("block7_depthwise_bn").get_weights()[2],
+                                  state["_blocks.7._bn1.running_mean"])
+    assert card.epochs_run == 3 and card.parameters > 3_000_000
+    x, _ = next(iter(data.make_dataset(data.FilesSource(paths[24:], labels[24:]), image, task, batch_size=12)))
+    np.testing.assert_allclose(evaluation.predict_arrays(model, x.numpy()), result.val_scores, atol=1e-5)
+    metrics = evaluation.classification_metrics(result.val_scores, result.val_labels, task, card.thresholds)
+    assert metrics["mAP"] > 0.9, metrics  # three colours: ImageNet features tell them apart at once
+    cam = evaluation.grad_cam(model, x.numpy()[0], int(classes[24]))
+    assert cam.shape == (64, 48) and cam.max() == pytest.approx(1.0)
+
+
 def test_resume_after_interruption_on_s3(s3_bucket, tmp_path):
     import keras
 

@@ -3,6 +3,7 @@ poster, and invisible characters in the text. Nothing leaves, and nothing is pos
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -92,10 +93,9 @@ def test_a_symlink_out_of_the_posters_folder_is_refused(fake_x, tmp_path, outsid
 @pytest.mark.parametrize("content, reason", [
     (b"AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI\n", "is not a PNG or JPEG image"),
     (_image("GIF"), "is not a PNG or JPEG image"),
-    (_image("PNG", size=(1400, 1400), noise=True), "over X's 5,242,880 byte limit"),
     (_image("PNG", noise=True)[:2000], "is a damaged image"),
 ])
-def test_only_real_png_or_jpeg_posters_under_5_mb_are_uploaded(fake_x, tmp_path, content, reason):
+def test_only_real_png_or_jpeg_posters_are_uploaded(fake_x, tmp_path, content, reason):
     poster = tmp_path / "plotbot" / "posters" / "poster.png"
     storage.write_bytes(str(poster), content)
     queue, _ = _queue(tmp_path / "plotbot", str(poster))
@@ -104,6 +104,76 @@ def test_only_real_png_or_jpeg_posters_under_5_mb_are_uploaded(fake_x, tmp_path,
     storage.write_bytes(str(poster), _image("JPEG"))
     assert publish(queue, PublishOptions()).outcome == "published"
     assert fake_x.calls("upload") == 1 and fake_x.tweets[0]["media_ids"]
+
+
+@functools.lru_cache(maxsize=1)
+def _big_png() -> bytes:
+    """A 1400x1400 noise PNG: 5.9 MB, over X's 5 MB (the JPEG of it is ~1.7 MB)."""
+    return _image("PNG", size=(1400, 1400), noise=True)
+
+
+def test_a_poster_over_5_mb_goes_to_x_as_a_jpeg_that_fits(fake_x, tmp_path, caplog):
+    from tweeter_fake_x import MAX_IMAGE_BYTES
+
+    from reelworks.tweeter.x_account import Rejected, XAccount
+
+    big = _big_png()
+    assert len(big) > MAX_IMAGE_BYTES
+    # X (the fake, like the real one) refuses the PNG itself...
+    with pytest.raises(Rejected, match="File size exceeds 5242880 bytes"):
+        XAccount.from_env().upload_image(big, "poster.png")
+    poster = tmp_path / "plotbot" / "posters" / "poster.png"
+    storage.write_bytes(str(poster), big)
+    queue, _ = _queue(tmp_path / "plotbot", str(poster))
+    with caplog.at_level("WARNING", logger="reelworks.tweeter.publish"):
+        assert publish(queue, PublishOptions()).outcome == "published"
+    # ...so the publisher sends a JPEG within the limit, as one: its name and type say JPEG.
+    upload = fake_x.read()["uploads"][-1]
+    assert upload["magic"] == "ffd8ff" and upload["content_type"] == "image/jpeg"
+    assert upload["media_bytes"] <= MAX_IMAGE_BYTES and fake_x.tweets[0]["media_ids"] == [upload["id"]]
+    said = [r.getMessage() for r in caplog.records if r.name == "reelworks.tweeter.publish"]
+    assert len(said) == 1 and "over X's 5,242,880 byte limit: uploading it as a JPEG of quality 92" in said[0]
+
+
+def test_a_poster_too_big_even_as_a_jpeg_posts_nothing_and_stays_queued(fake_x, tmp_path, monkeypatch):
+    """A limit a noise picture cannot meet at any JPEG quality tried (X's 5 MB would need a 14
+    megapixel one to show it: the limit is lowered instead)."""
+    from reelworks.tweeter import publish as publishing
+
+    monkeypatch.setattr(publishing, "MAX_IMAGE_BYTES", 100_000)
+    poster = tmp_path / "plotbot" / "posters" / "poster.png"
+    storage.write_bytes(str(poster), _image("PNG", size=(600, 600), noise=True))
+    queue, _ = _queue(tmp_path / "plotbot", str(poster))
+    error = _refused(queue, fake_x, r"over X's 100,000 byte limit even as a JPEG of quality 60 \([\d,]+ bytes\)"
+                                    ".*nothing was posted and the plot stays queued")
+    assert error.metric_reason == "image_unavailable"
+    monkeypatch.setattr(publishing, "MAX_IMAGE_BYTES", 5 * 2**20)  # the claim was released: it goes out now
+    assert publish(queue, PublishOptions()).outcome == "published" and fake_x.tweets[0]["media_ids"]
+
+
+def test_the_image_carries_alt_text_from_the_title_and_genres(fake_x, tmp_path):
+    poster = tmp_path / "plotbot" / "posters" / "poster.png"
+    storage.write_bytes(str(poster), _image("PNG"))
+    item = QueueItem(title="The Last\u200b Lighthouse & Co <b>", plot="A robot keeps a lighthouse burning.",
+                     genres=["Sci-Fi", "Drama\u202e"], image=str(poster))
+    queue = str(tmp_path / "plotbot" / "queue.jsonl")
+    append_to_queue(queue, [item])
+    assert publish(queue, PublishOptions()).outcome == "published"
+    media_id = fake_x.tweets[0]["media_ids"][0]
+    # Sent with POST /2/media/metadata before the tweet: as written (nothing escaped), invisible characters out.
+    assert fake_x.read()["metadata"][media_id] == {
+        "alt_text": {"text": "Movie poster for The Last Lighthouse & Co <b>, a Sci-Fi, Drama film."}}
+    assert fake_x.calls("metadata") == 1
+
+
+def test_alt_text_x_refuses_costs_the_text_not_the_image(fake_x, tmp_path, caplog):
+    poster = tmp_path / "plotbot" / "posters" / "poster.png"
+    storage.write_bytes(str(poster), _image("PNG"))
+    queue, _ = _queue(tmp_path / "plotbot", str(poster))
+    fake_x.script("metadata", "400")
+    assert publish(queue, PublishOptions()).outcome == "published"
+    assert fake_x.tweets[0]["media_ids"] and fake_x.read().get("metadata", {}) == {}
+    assert "X refused the alt text of image" in caplog.text
 
 
 def test_allow_no_image_posts_the_text_without_the_refused_file(fake_x, tmp_path, outside_secret):

@@ -182,6 +182,7 @@ def test_dry_run_copies_the_image_into_the_outbox(fake_x, clock, tmp_path, monke
     assert record["image_source"] == [str(tmp_path / "posters" / "poster.png")]
     assert record["image"] == [str(tmp_path / "outbox" / "tweets" / f"{result.plot_id}-0.png")]
     assert storage.read_bytes(record["image"][0]) == POSTER
+    assert record["alt_text"] == ["Movie poster for The Last Lighthouse, a Sci-Fi, Drama film."]
     assert fake_x.calls("upload") == 0 and fake_x.tweets == []
 
 

@@ -27,6 +27,9 @@ from reelworks.tweeter.queue import QueueItem
 
 API = "https://api.twitter.com"
 UPLOAD = "https://api.x.com/2/media/upload"  # v2; the retired v1.1 upload.twitter.com answers nothing here
+METADATA = "https://api.x.com/2/media/metadata"  # v2: an uploaded image's alt text
+MAX_IMAGE_BYTES = 5 * 2**20  # X takes images of at most 5 MB
+MAX_ALT_TEXT = 1000
 USER_ID = "2244994945"
 USERNAME = "reelworks_bot"
 FIRST_ID = 1445880548472328192
@@ -55,6 +58,13 @@ MEDIA = {"id": "", "media_key": "", "size": 0, "expires_after_secs": 86400,
 MEDIA_BAD_REQUEST = {"errors": [{"message": "media type unrecognized."}], "title": "Invalid Request",
                      "detail": "One or more parameters to your request was invalid.",
                      "type": "https://api.twitter.com/2/problems/invalid-request"}
+MEDIA_TOO_LARGE = {"errors": [{"message": "File size exceeds 5242880 bytes."}], "title": "Invalid Request",
+                   "detail": "One or more parameters to your request was invalid.",
+                   "type": "https://api.twitter.com/2/problems/invalid-request"}
+METADATA_BAD_REQUEST = {"errors": [{"parameters": {"metadata.alt_text.text": ["..."]},
+                                    "message": "The `alt_text.text` field must be at most 1000 characters."}],
+                        "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+                        "type": "https://api.twitter.com/2/problems/invalid-request"}
 
 JSON = {"content-type": "application/json; charset=utf-8"}
 
@@ -64,7 +74,9 @@ class FakeX:
 
     "503", "500", "400", "401", "403" (client forbidden), "429" or "429:SECONDS" (reset in that
     many seconds), "timeout", "connect", "posted+timeout" / "posted+503" (the tweet is created,
-    the response is lost: the ambiguous case). Endpoints: create, me, timeline, upload.
+    the response is lost: the ambiguous case). Endpoints: create, me, timeline, upload, metadata.
+    Like X, an upload over 5 MB is a 400, and alt text over 1000 characters or for a media id it
+    never gave out is a 400; `read()["metadata"]` holds each media id's metadata.
     """
 
     def __init__(self, path: Path, credentials: dict[str, str], duplicate_check: bool = True):
@@ -125,6 +137,7 @@ class FakeX:
         rsps.add_callback(responses.GET, re.compile(rf"{re.escape(API)}/2/users/\d+/tweets.*"),
                           callback=self._timeline)
         rsps.add_callback(responses.POST, UPLOAD, callback=self._upload)
+        rsps.add_callback(responses.POST, METADATA, callback=self._metadata)
 
     def _authorized(self, request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -151,7 +164,7 @@ class FakeX:
             return action, None
         if action == "timeout":
             raise requests.exceptions.ReadTimeout(f"HTTPSConnectionPool(host='api.twitter.com', port=443): "
-                                                  f"Read timed out. (read timeout=30)")
+                                                  "Read timed out. (read timeout=30)")
         if action == "connect":
             raise requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
         if action.startswith("429"):
@@ -232,13 +245,41 @@ class FakeX:
                 or b'name="media_category"' not in body):
             return 400, JSON, json.dumps(MEDIA_BAD_REQUEST)
         category = body.split(b'name="media_category"', 1)[1].split(b"\r\n\r\n", 1)[1].split(b"\r\n", 1)[0]
+        headers, media = _form_part(body, content_type, "media")
+        if len(media) > MAX_IMAGE_BYTES:
+            return 400, JSON, json.dumps(MEDIA_TOO_LARGE)
+        media_type = re.search(rb"content-type:\s*([^\r\n;]+)", headers, re.IGNORECASE)
         with self.state() as state:
             media_id = str(1880028106020515840 + len(state["media"]))
             state["media"].append(media_id)
             state.setdefault("uploads", []).append({"id": media_id, "category": category.decode(),
-                                                    "bytes": len(body)})
+                                                    "bytes": len(body), "media_bytes": len(media),
+                                                    "content_type": media_type.group(1).decode() if media_type
+                                                    else None, "magic": media[:3].hex()})
         data = {**MEDIA, "id": media_id, "media_key": f"3_{media_id}", "size": len(body)}
         return 200, JSON, json.dumps({"data": data})
+
+    def _metadata(self, request):
+        action, early = self._begin("metadata", request)
+        if early:
+            return early
+        body = json.loads(request.body)
+        media_id, alt = str(body.get("id", "")), ((body.get("metadata") or {}).get("alt_text") or {}).get("text")
+        with self.state() as state:
+            if media_id not in state["media"] or not isinstance(alt, str) or not 0 < len(alt) <= MAX_ALT_TEXT:
+                return 400, JSON, json.dumps(METADATA_BAD_REQUEST)
+            state.setdefault("metadata", {})[media_id] = body["metadata"]
+        return 200, JSON, json.dumps({"data": {"associated_metadata": body["metadata"], "id": media_id}})
+
+
+def _form_part(body: bytes, content_type: str, name: str) -> tuple[bytes, bytes]:
+    """(headers, content) of the multipart/form-data part called `name`."""
+    boundary = content_type.split("boundary=", 1)[1].strip().strip('"').encode()
+    for part in body.split(b"--" + boundary):
+        headers, _, content = part.partition(b"\r\n\r\n")
+        if f'name="{name}"'.encode() in headers:
+            return headers, content.removesuffix(b"\r\n")
+    return b"", b""
 
 
 # ------------------------------------------------------------ test data shared by the tweeter tests
