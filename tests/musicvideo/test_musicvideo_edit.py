@@ -38,6 +38,7 @@ def test_render_writes_an_otio_timeline_of_the_scenes_over_the_video(walk):
     for (got_start, got_len), (start, length) in zip(_cuts(clips), _planned(tl, fps)):
         assert abs(got_start - start) <= 1 and abs(got_len - length) <= 1
     assert sum(length for _, length in _cuts(clips)) == summary["frames"]  # the whole video, no gap
+    # The edit's frame rate (a number stored in the .otio file), not a clock measurement.
     assert all(clip.source_range.start_time.rate == fps for clip in clips)
     # Every clip shows the rendered video at the same frames it sits at: a straight cut list.
     assert {clip.media_reference.target_url for clip in clips} == {(video / "video.mp4").resolve().as_uri()}
